@@ -1,0 +1,1 @@
+"""Conformance harness for Docker-Engine-API-compatible daemons (a pytest plugin and its checks)."""

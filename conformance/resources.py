@@ -1,0 +1,185 @@
+"""Factories for what checks create on the target: every object labelled with the run, removed after.
+
+All containers, networks and volumes carry the label `org.conformance.run=<run id>` so the
+end-of-run leak check can find anything a check forgot; image tags carry the run id in their name.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import ApiClient
+from .probe_image import ProbeImages
+
+RUN_LABEL = "org.conformance.run"
+
+
+@dataclass
+class Names:
+    """Unique, valid object names for one run: conf-<run>-<what>-<n>."""
+
+    run_id: str
+    worker: str = "gw0"
+    _counter: itertools.count = field(default_factory=itertools.count)
+
+    def __call__(self, what: str = "obj") -> str:
+        return f"conf-{self.run_id}-{self.worker}-{what}-{next(self._counter)}"
+
+
+def _expect(resp: Any, status: int | tuple[int, ...], what: str) -> None:
+    wanted = (status,) if isinstance(status, int) else status
+    assert resp.status_code in wanted, (
+        f"{what}: the daemon answered {resp.status_code} {resp.text[:300]!r}, expected {wanted}")
+
+
+class Containers:
+    """Create/run containers from the probe image; force-removes them (and their volumes) after."""
+
+    def __init__(self, api: ApiClient, probe: ProbeImages, run_id: str) -> None:
+        self.api, self.probe, self.run_id = api, probe, run_id
+        self.created: list[str] = []
+
+    def config(self, cmd: list[str] | None = None, image: str | None = None, **extra: Any) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"Image": image or self.probe.base}
+        if cmd is not None:
+            cfg["Cmd"] = cmd
+        labels = dict(extra.pop("Labels", {}) or {})
+        labels[RUN_LABEL] = self.run_id
+        cfg["Labels"] = labels
+        cfg.update(extra)
+        return cfg
+
+    def create(self, cmd: list[str] | None = None, *, name: str | None = None, image: str | None = None,
+               **extra: Any) -> str:
+        """Create (not start) a container; returns its ID."""
+        params = {"name": name} if name else None
+        resp = self.api.post("/containers/create", self.config(cmd, image, **extra), params=params)
+        _expect(resp, 201, f"creating a container from {image or self.probe.base}")
+        cid = resp.json()["Id"]
+        self.created.append(cid)
+        return cid
+
+    def adopt(self, cid: str) -> str:
+        """Remember a container created by hand so it is removed too."""
+        self.created.append(cid)
+        return cid
+
+    def start(self, cid: str) -> None:
+        _expect(self.api.post(f"/containers/{cid}/start"), 204, f"starting {cid[:12]}")
+
+    def run(self, cmd: list[str] | None = None, **kw: Any) -> str:
+        """Create and start; returns the ID."""
+        cid = self.create(cmd, **kw)
+        self.start(cid)
+        return cid
+
+    def run_long(self, **kw: Any) -> str:
+        """A running container that stays up (sleeps) until the check stops it."""
+        return self.run(["sleep", "3600"], **kw)
+
+    def wait(self, cid: str, timeout: float = 60) -> int:
+        resp = self.api.post(f"/containers/{cid}/wait", timeout=timeout)
+        _expect(resp, 200, f"waiting for {cid[:12]}")
+        return int(resp.json()["StatusCode"])
+
+    def run_to_exit(self, cmd: list[str], **kw: Any) -> tuple[str, int]:
+        cid = self.run(cmd, **kw)
+        return cid, self.wait(cid)
+
+    def inspect(self, cid: str) -> dict[str, Any]:
+        resp = self.api.get(f"/containers/{cid}/json")
+        _expect(resp, 200, f"inspecting {cid[:12]}")
+        return resp.json()
+
+    def wait_for_state(self, cid: str, key: str, value: Any, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.inspect(cid)["State"]
+            if state.get(key) == value or time.monotonic() > deadline:
+                return state
+            time.sleep(0.1)
+
+    def output(self, cid: str) -> str:
+        """stdout+stderr of a finished non-TTY container, demultiplexed."""
+        from .streams import demux
+        resp = self.api.get(f"/containers/{cid}/logs", params={"stdout": 1, "stderr": 1})
+        _expect(resp, 200, f"reading logs of {cid[:12]}")
+        parts = demux(resp.content)
+        return (parts.get(1, b"") + parts.get(2, b"")).decode()
+
+    def cleanup(self) -> None:
+        for cid in reversed(self.created):
+            self.api.delete(f"/containers/{cid}", params={"force": 1, "v": 1}, validate=False)
+        self.created.clear()
+
+
+class Volumes:
+    def __init__(self, api: ApiClient, names: Names, run_id: str) -> None:
+        self.api, self.names, self.run_id = api, names, run_id
+        self.created: list[str] = []
+
+    def create(self, name: str | None = None, labels: dict[str, str] | None = None, **extra: Any) -> dict:
+        body = {"Name": name or self.names("vol"), "Labels": {**(labels or {}), RUN_LABEL: self.run_id}, **extra}
+        resp = self.api.post("/volumes/create", body)
+        _expect(resp, (200, 201), "creating a volume")
+        vol = resp.json()
+        self.created.append(vol["Name"])
+        return vol
+
+    def adopt(self, name: str) -> str:
+        self.created.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in reversed(self.created):
+            self.api.delete(f"/volumes/{name}", params={"force": 1}, validate=False)
+        self.created.clear()
+
+
+class Networks:
+    def __init__(self, api: ApiClient, names: Names, run_id: str) -> None:
+        self.api, self.names, self.run_id = api, names, run_id
+        self.created: list[str] = []
+
+    def create(self, name: str | None = None, labels: dict[str, str] | None = None, **extra: Any) -> str:
+        body = {"Name": name or self.names("net"), "CheckDuplicate": True,
+                "Labels": {**(labels or {}), RUN_LABEL: self.run_id}, **extra}
+        resp = self.api.post("/networks/create", body)
+        _expect(resp, 201, "creating a network")
+        nid = resp.json()["Id"]
+        self.created.append(nid)
+        return nid
+
+    def adopt(self, nid: str) -> str:
+        self.created.append(nid)
+        return nid
+
+    def cleanup(self) -> None:
+        for nid in reversed(self.created):
+            self.api.delete(f"/networks/{nid}", validate=False)
+        self.created.clear()
+
+
+class Images:
+    """Tags made by checks: names carry the run id; removed after the check."""
+
+    def __init__(self, api: ApiClient, names: Names) -> None:
+        self.api, self.names = api, names
+        self.created: list[str] = []
+
+    def new_ref(self, what: str = "img", tag: str = "t") -> tuple[str, str]:
+        repo = self.names(what)
+        self.created.append(f"{repo}:{tag}")
+        return repo, tag
+
+    def adopt(self, ref: str) -> str:
+        self.created.append(ref)
+        return ref
+
+    def cleanup(self) -> None:
+        for ref in reversed(self.created):
+            self.api.delete(f"/images/{ref}", params={"force": 1}, validate=False)
+        self.created.clear()
