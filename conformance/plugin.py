@@ -70,14 +70,14 @@ class ConformanceState:
 
 
 def no_target_message() -> str:
-    return ("no target daemon: pass --target unix:///path/to/daemon.sock (or tcp://host:port with TLS flags) "
-            "or set DOCKER_HOST. The embedded refengine default arrives with the refengine daemon; until then "
+    return ("no target daemon: pass --target unix:///path/to/daemon.sock (or tcp://host:port with TLS flags), "
+            "or set CONFORMANCE_TARGET or DOCKER_HOST. The embedded refengine default arrives with the refengine daemon; until then "
             "a target must be named.")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("conformance", "Docker Engine API conformance")
-    g.addoption("--target", dest="conf_target", help="daemon URL: unix:///path or tcp://host:port (default: DOCKER_HOST)")
+    g.addoption("--target", dest="conf_target", help="daemon URL: unix:///path or tcp://host:port (default: $CONFORMANCE_TARGET, then $DOCKER_HOST)")
     g.addoption("--tlscacert", dest="conf_tlscacert", help="trust certs signed only by this CA")
     g.addoption("--tlscert", dest="conf_tlscert", help="client certificate")
     g.addoption("--tlskey", dest="conf_tlskey", help="client key")

@@ -100,7 +100,9 @@ def parse_target(url: str, tls: TLSConfig | None = None) -> Target:
 
 
 def target_from_environment(explicit: str | None, tls: TLSConfig | None) -> Target | None:
-    """The target named on the command line, else DOCKER_HOST (with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH)."""
+    """The target named on the command line, else $CONFORMANCE_TARGET, else DOCKER_HOST
+    (with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, as the docker CLI reads them)."""
+    explicit = explicit or os.environ.get("CONFORMANCE_TARGET")
     if explicit:
         return parse_target(explicit, tls)
     env = os.environ.get("DOCKER_HOST")
