@@ -108,6 +108,15 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["conformance_run_id"] = node.config.stash[STATE_KEY].run_id
 
 
+def _selects_checks(config: pytest.Config) -> bool:
+    """Whether the command line asks for any part of the conformance suite (not only the self-tests)."""
+    for arg in config.args:
+        path = os.path.abspath(os.path.join(str(config.invocation_params.dir), arg.split("::")[0]))
+        if path.startswith(PACKAGE_DIR) or PACKAGE_DIR.startswith(path + os.sep):
+            return True
+    return False
+
+
 def _is_check(item: pytest.Item) -> bool:
     path = str(item.path)
     return any(path.startswith(os.path.join(PACKAGE_DIR, area) + os.sep) for area in AREAS)
@@ -305,6 +314,9 @@ class ControllerHooks:
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.state.report.started = time.time()
+        # Fail before xdist workers start: a UsageError raised inside a worker only shows as a crash.
+        if self.state.target is None and _selects_checks(session.config):
+            raise pytest.UsageError(self.state.target_error or no_target_message())
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.state.report.add(report)

@@ -47,12 +47,17 @@ class Response:
 
 @dataclass
 class Fault:
-    """Rewrite responses to requests whose method matches and whose path matches `path` (regex search)."""
+    """Rewrite matching requests and/or their responses; a request matches on method and `path` (regex search).
+
+    `rewrite` changes the response; `rewrite_request` changes a JSON request body before it is
+    forwarded (e.g. to make every container privileged, the way a careless engine would).
+    """
 
     name: str
     method: str
     path: str
-    rewrite: Callable[[Response], None]
+    rewrite: Callable[[Response], None] | None = None
+    rewrite_request: Callable[[dict], None] | None = None
     hits: int = field(default=0)
 
     def matches(self, method: str, path: str) -> bool:
@@ -101,6 +106,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         body = self._body()
         fault = self.server.fault if self.server.fault and self.server.fault.matches(self.command, self.path) else None
+        if fault and fault.rewrite_request and body:
+            payload = json.loads(body)
+            fault.rewrite_request(payload)
+            body = json.dumps(payload).encode()
+            fault.hits += 1
         upstream = _UnixHTTPConnection(self.server.upstream)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")}
         if body or self.command in ("POST", "PUT"):
@@ -110,6 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
         if resp.status == 101:
             self._splice(upstream, resp)
             return
+        if fault and not fault.rewrite:
+            fault = None  # a request-only fault: the response passes through as it is
         streaming = resp.getheader("Content-Length") is None and fault is None
         if streaming:
             self.send_response(resp.status, resp.reason)
@@ -126,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         out = Response(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP], resp.read())
         upstream.close()
-        if fault:
+        if fault and fault.rewrite:
             fault.rewrite(out)
             fault.hits += 1
         self.send_response(out.status)

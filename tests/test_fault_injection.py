@@ -44,6 +44,26 @@ def _status(code: int) -> Callable[[Response], None]:
     return rewrite
 
 
+def _status_if(was: int, now: int) -> Callable[[Response], None]:
+    def rewrite(r: Response) -> None:
+        if r.status == was:
+            r.status = now
+    return rewrite
+
+
+def _state_exit_code_off_by_one(r: Response) -> None:
+    data = r.json()
+    if isinstance(data, dict) and isinstance(data.get("State"), dict):
+        data["State"]["ExitCode"] += 1
+        r.set_json(data)
+
+
+def _corrupt_first_frame(r: Response) -> None:
+    # Byte 0 of a multiplexed frame names the stream (0, 1, 2); 9 is no stream at all.
+    if r.body:
+        r.body = b"\x09" + r.body[1:]
+
+
 def _plain_text(r: Response) -> None:
     r.set_header("Content-Type", "text/plain; charset=utf-8")
     r.body = b"page not found\n"
@@ -73,6 +93,18 @@ FAULTS: list[tuple[Fault, list[str]]] = [
      [API + "test_system.py::test_version_too_old"]),
     (Fault("too-new error as text", "GET", r"^/v9\.99/version$", _plain_text),
      [API + "test_system.py::test_version_too_new_json"]),
+    # Containers: one status, one field or one frame byte changed on the way back.
+    (Fault("name conflict answered 500", "POST", r"/containers/create\?", _status_if(409, 500)),
+     [API + "test_containers_create.py::test_create_name_conflict"]),
+    (Fault("wait reports a different exit code", "POST", r"/containers/[^/]+/wait",
+           _json_field("StatusCode", lambda n: int(n) + 1)),
+     [API + "test_containers_lifecycle.py::test_wait_blocks_until_exit"]),
+    (Fault("stop of a stopped container answers 204", "POST", r"/containers/[^/]+/stop", _status_if(304, 204)),
+     [API + "test_containers_lifecycle.py::test_stop_already_stopped[exited]"]),
+    (Fault("inspect reports a different exit code", "GET", r"/containers/[^/]+/json", _state_exit_code_off_by_one),
+     [API + "test_containers_lifecycle.py::test_exit_code[42]"]),
+    (Fault("log frame names no stream", "GET", r"/containers/[^/]+/logs", _corrupt_first_frame),
+     [API + "test_logs.py::test_logs_multiplexed"]),
     (Fault("unknown path answered as text", "GET", r"^/no-such-endpoint$", _plain_text),
      [API + "test_system.py::test_unknown_path"]),
 ]

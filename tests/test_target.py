@@ -35,6 +35,8 @@ def test_bad_urls_are_refused(url: str) -> None:
 
 
 def test_environment_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI exports CONFORMANCE_TARGET for the suite; this test sets up its own environment.
+    monkeypatch.delenv("CONFORMANCE_TARGET", raising=False)
     monkeypatch.setenv("DOCKER_HOST", "unix:///from-docker-host")
     assert target_from_environment(None, None).path == "/from-docker-host"
     monkeypatch.setenv("CONFORMANCE_TARGET", "unix:///from-conformance")
