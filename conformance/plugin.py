@@ -19,6 +19,7 @@ from . import deviations
 from .capabilities import Capabilities, TargetUnreachable, negotiate, probe_capabilities
 from .catalogue import AREAS, CatalogueError, Requirement, api_tuple, load_catalogue
 from .client import ApiClient, Recorder
+from .host import Host, HostUnavailable, open_host
 from .probe_image import ProbeImages, build_probe_tar, probe_specs
 from .report.build import ReportBuilder
 from .resources import RUN_LABEL, Containers, Images, Names, Networks, Volumes
@@ -257,6 +258,39 @@ def images(_session_api: ApiClient, names: Names) -> Iterator[Images]:
     factory = Images(_session_api, names)
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def _host_or_reason(_session_api: ApiClient, target: Target, probe: ProbeImages, run_id: str) -> Host | str:
+    """Probe once per worker whether this host can see the target's containers (see conformance.host)."""
+    visible = False
+    if target.is_local and os.geteuid() == 0:
+        factory = Containers(_session_api, probe, run_id)
+        try:
+            cid = factory.run(["sleep", "30"])
+            pid = factory.inspect(cid)["State"].get("Pid") or 0
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    visible = pid > 0 and fh.read().split(b"\0")[0].endswith(b"sleep")
+            except OSError:
+                visible = False
+        finally:
+            factory.cleanup()
+    try:
+        return open_host(target.is_local, visible)
+    except HostUnavailable as exc:
+        return str(exc)
+
+
+@pytest.fixture
+def hostside(_host_or_reason: Host | str) -> Host:
+    """Host-side facts about the target's containers; skips with the reason when they can't be read.
+
+    (Not named `host`: testinfra's pytest plugin owns that fixture name.)
+    """
+    if isinstance(_host_or_reason, str):
+        pytest.skip(f"host-side check: {_host_or_reason}")
+    return _host_or_reason
 
 
 @pytest.fixture(autouse=True)

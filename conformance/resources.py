@@ -29,6 +29,20 @@ class Names:
         return f"conf-{self.run_id}-{self.worker}-{what}-{next(self._counter)}"
 
 
+@dataclass
+class Result:
+    """What a command run in a container (or exec'd into one) did."""
+
+    cid: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        """For assertion messages: exit code and both streams, clipped."""
+        return f"exit {self.exit_code}, stdout {self.stdout[-400:]!r}, stderr {self.stderr[-400:]!r}"
+
+
 def _expect(resp: Any, status: int | tuple[int, ...], what: str) -> None:
     wanted = (status,) if isinstance(status, int) else status
     assert resp.status_code in wanted, (
@@ -109,6 +123,44 @@ class Containers:
         _expect(resp, 200, f"reading logs of {cid[:12]}")
         parts = demux(resp.content)
         return (parts.get(1, b"") + parts.get(2, b"")).decode()
+
+    def run_output(self, cmd: list[str], timeout: float = 60, **kw: Any) -> Result:
+        """Run a command to its end; its exit code and demultiplexed stdout/stderr."""
+        from .streams import demux
+        cid = self.run(cmd, **kw)
+        code = self.wait(cid, timeout=timeout)
+        resp = self.api.get(f"/containers/{cid}/logs", params={"stdout": 1, "stderr": 1}, validate=False)
+        _expect(resp, 200, f"reading logs of {cid[:12]}")
+        parts = demux(resp.content)
+        return Result(cid, code, parts.get(1, b"").decode(errors="replace"), parts.get(2, b"").decode(errors="replace"))
+
+    def exec(self, cid: str, cmd: list[str], timeout: float = 30, **cfg: Any) -> Result:
+        """Run a command in a running container through exec (the setns path) and wait for its exit code.
+
+        `cfg` goes into the exec config as is (User, Privileged, Env, WorkingDir ...).
+        """
+        from .streams import demux, hijack
+        body = {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True, **cfg}
+        resp = self.api.post(f"/containers/{cid}/exec", body, validate=False)
+        _expect(resp, 201, f"creating an exec in {cid[:12]}")
+        eid = resp.json()["Id"]
+        prefix = f"/v{self.api.version}" if self.api.version else ""
+        conn = hijack(self.api.target, "POST", f"{prefix}/exec/{eid}/start", {"Detach": False, "Tty": False})
+        try:
+            assert conn.response.status in (101, 200), (
+                f"starting exec {cmd!r} answered {conn.response.status} {conn.response.body[:200]!r}")
+            parts = demux(conn.read_all(timeout=timeout))
+        finally:
+            conn.close()
+        deadline = time.monotonic() + 10
+        while True:  # the stream can close a moment before the daemon records the exit code
+            info = self.api.get(f"/exec/{eid}/json", validate=False).json()
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                break
+            assert time.monotonic() < deadline, f"exec {cmd!r} still running {timeout + 10:.0f} s after its output ended"
+            time.sleep(0.05)
+        return Result(cid, int(info["ExitCode"]), parts.get(1, b"").decode(errors="replace"),
+                      parts.get(2, b"").decode(errors="replace"))
 
     def cleanup(self) -> None:
         for cid in reversed(self.created):

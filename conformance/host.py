@@ -1,0 +1,129 @@
+"""The host-side view of a local target: a container's processes, namespaces and cgroups as the kernel shows them.
+
+Checks in isolation/, cgroups/ and network/ compare what a container sees from inside with what the
+host sees. That needs the daemon on this machine and enough privilege to read other processes'
+`/proc/<pid>/ns/*`; the `host` fixture skips (with that reason) otherwise. Commands run through
+testinfra's local backend so failures carry the command, its exit status and its output.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
+
+
+class HostUnavailable(Exception):
+    """Why host-side facts cannot be read for this target (the skip reason)."""
+
+
+@dataclass(frozen=True)
+class CgroupMount:
+    """Where one cgroup hierarchy is mounted and which controllers it carries ("" for the v2 unified one)."""
+
+    path: str
+    controllers: frozenset[str]
+    version: int
+
+
+def _mounts() -> list[CgroupMount]:
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            left, _, right = line.partition(" - ")
+            fstype, _source, options = (right.split() + ["", "", ""])[:3]
+            mountpoint = left.split()[4]
+            if fstype == "cgroup2":
+                found.append(CgroupMount(mountpoint, frozenset(), 2))
+            elif fstype == "cgroup":
+                # super options hold the controllers (and name=systemd), after mount flags
+                ctrls = {o for o in options.split(",")
+                         if o not in ("rw", "ro", "nosuid", "nodev", "noexec", "relatime", "clone_children")}
+                found.append(CgroupMount(mountpoint, frozenset(ctrls), 1))
+    return found
+
+
+class Host:
+    """Reads /proc and /sys/fs/cgroup on this machine; runs host commands through testinfra."""
+
+    def __init__(self) -> None:
+        import testinfra  # imported here: only local targets need it
+        self.ti: Any = testinfra.get_host("local://")
+        self._mounts = _mounts()
+
+    # --- cgroup layout -------------------------------------------------------------------------
+    @property
+    def cgroup_version(self) -> int:
+        """2 when /sys/fs/cgroup is the unified hierarchy, else 1 (a hybrid host counts as 1)."""
+        return 2 if any(m.version == 2 and m.path == "/sys/fs/cgroup" for m in self._mounts) else 1
+
+    def cgroup_paths(self, pid: int) -> dict[str, str]:
+        """/proc/<pid>/cgroup as {controller: path}; the v2 entry is keyed ""."""
+        paths: dict[str, str] = {}
+        for line in self.read(f"/proc/{pid}/cgroup").splitlines():
+            _hid, ctrls, path = line.split(":", 2)
+            for ctrl in (ctrls.split(",") if ctrls else [""]):
+                paths[ctrl] = path
+        return paths
+
+    def cgroup_dir(self, pid: int, controller: str) -> str:
+        """The host directory of `pid`'s cgroup for `controller` ("" or any name on a v2 host)."""
+        paths = self.cgroup_paths(pid)
+        if self.cgroup_version == 2:
+            mount = next(m for m in self._mounts if m.version == 2 and m.path == "/sys/fs/cgroup")
+            return os.path.join(mount.path, paths[""].lstrip("/"))
+        for m in self._mounts:
+            if m.version == 1 and controller in m.controllers:
+                return os.path.join(m.path, paths[controller].lstrip("/"))
+        raise HostUnavailable(f"no cgroup v1 hierarchy carries the {controller!r} controller on this host")
+
+    def cgroup_file(self, pid: int, controller: str, name: str) -> str:
+        """Contents of one cgroup interface file of `pid`'s cgroup, stripped."""
+        return self.read(os.path.join(self.cgroup_dir(pid, controller), name)).strip()
+
+    # --- processes and namespaces --------------------------------------------------------------
+    def ns(self, pid: int | str, kind: str) -> str:
+        """The namespace identity, e.g. 'pid:[4026531836]', of /proc/<pid>/ns/<kind>."""
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+    def status(self, pid: int) -> dict[str, str]:
+        """/proc/<pid>/status as a dict (CapEff, NoNewPrivs, Seccomp, Uid ...)."""
+        out = {}
+        for line in self.read(f"/proc/{pid}/status").splitlines():
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+        return out
+
+    def children(self, pid: int) -> list[int]:
+        """Direct children of a host PID (first thread's list)."""
+        try:
+            return [int(p) for p in self.read(f"/proc/{pid}/task/{pid}/children").split()]
+        except FileNotFoundError:
+            return []
+
+    def read(self, path: str) -> str:
+        with open(path) as fh:
+            return fh.read()
+
+    def run(self, *cmd: str) -> Any:
+        """A host command (testinfra CommandResult: .rc, .stdout, .stderr)."""
+        return self.ti.run(" ".join(_quote(c) for c in cmd))
+
+
+def _quote(arg: str) -> str:
+    import shlex
+    return shlex.quote(arg)
+
+
+def open_host(target_is_local: bool, daemon_pid_visible: bool) -> Host:
+    """A Host, or HostUnavailable saying why host-side facts can't be read for this target."""
+    if not target_is_local:
+        raise HostUnavailable("the target daemon is remote: host-side facts (/proc, cgroup files) are not readable here")
+    if os.geteuid() != 0:
+        raise HostUnavailable("reading another process's /proc/<pid>/ns and cgroup files needs root")
+    if not daemon_pid_visible:
+        raise HostUnavailable("the target's container processes are not visible in this host's /proc "
+                              "(the daemon runs in another PID namespace or machine)")
+    return Host()
