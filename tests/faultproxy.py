@@ -61,12 +61,12 @@ class Fault:
     hits: int = field(default=0)
 
     @classmethod
-    def on_create(cls, name: str, mutate: Callable[[dict], None]) -> "Fault":
+    def on_create(cls, name: str, mutate: Callable[[dict], None]) -> Fault:
         """A careless engine: every POST /containers/create body is changed by `mutate` before dockerd sees it."""
         return cls(name, "POST", r"/containers/create(\?|$)", rewrite_request=mutate)
 
     @classmethod
-    def on_update(cls, name: str, mutate: Callable[[dict], None]) -> "Fault":
+    def on_update(cls, name: str, mutate: Callable[[dict], None]) -> Fault:
         """Every POST /containers/{id}/update body is changed by `mutate` (e.g. a limit silently dropped)."""
         return cls(name, "POST", r"/containers/[^/]+/update(\?|$)", rewrite_request=mutate)
 
