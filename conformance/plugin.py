@@ -335,6 +335,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.user_properties.append(("conformance.operations", sorted(recorder.operations)))
         report.user_properties.append(("conformance.validated_2xx", recorder.validated_2xx))
         report.user_properties.append(("conformance.forgiven", dict(recorder.forgiven)))
+        report.user_properties.append(("conformance.findings", {k: list(v) for k, v in recorder.findings.items()}))
 
 
 # ---------------------------------------------------------------- controller side: report and cleanup

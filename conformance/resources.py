@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import ApiClient
+from .client import RECORD, ApiClient
 from .probe_image import ProbeImages
 
 RUN_LABEL = "org.conformance.run"
@@ -70,7 +70,7 @@ class Containers:
                **extra: Any) -> str:
         """Create (not start) a container; returns its ID."""
         params = {"name": name} if name else None
-        resp = self.api.post("/containers/create", self.config(cmd, image, **extra), params=params)
+        resp = self.api.post("/containers/create", self.config(cmd, image, **extra), params=params, validate=RECORD)
         _expect(resp, 201, f"creating a container from {image or self.probe.base}")
         cid = resp.json()["Id"]
         self.created.append(cid)
@@ -82,7 +82,7 @@ class Containers:
         return cid
 
     def start(self, cid: str) -> None:
-        _expect(self.api.post(f"/containers/{cid}/start"), 204, f"starting {cid[:12]}")
+        _expect(self.api.post(f"/containers/{cid}/start", validate=RECORD), 204, f"starting {cid[:12]}")
 
     def run(self, cmd: list[str] | None = None, **kw: Any) -> str:
         """Create and start; returns the ID."""
@@ -95,7 +95,7 @@ class Containers:
         return self.run(["sleep", "3600"], **kw)
 
     def wait(self, cid: str, timeout: float = 60) -> int:
-        resp = self.api.post(f"/containers/{cid}/wait", timeout=timeout)
+        resp = self.api.post(f"/containers/{cid}/wait", timeout=timeout, validate=RECORD)
         _expect(resp, 200, f"waiting for {cid[:12]}")
         return int(resp.json()["StatusCode"])
 
@@ -104,7 +104,7 @@ class Containers:
         return cid, self.wait(cid)
 
     def inspect(self, cid: str) -> dict[str, Any]:
-        resp = self.api.get(f"/containers/{cid}/json")
+        resp = self.api.get(f"/containers/{cid}/json", validate=RECORD)
         _expect(resp, 200, f"inspecting {cid[:12]}")
         return resp.json()
 
@@ -119,7 +119,7 @@ class Containers:
     def output(self, cid: str) -> str:
         """stdout+stderr of a finished non-TTY container, demultiplexed."""
         from .streams import demux
-        resp = self.api.get(f"/containers/{cid}/logs", params={"stdout": 1, "stderr": 1})
+        resp = self.api.get(f"/containers/{cid}/logs", params={"stdout": 1, "stderr": 1}, validate=RECORD)
         _expect(resp, 200, f"reading logs of {cid[:12]}")
         parts = demux(resp.content)
         return (parts.get(1, b"") + parts.get(2, b"")).decode()
@@ -129,7 +129,7 @@ class Containers:
         from .streams import demux
         cid = self.run(cmd, **kw)
         code = self.wait(cid, timeout=timeout)
-        resp = self.api.get(f"/containers/{cid}/logs", params={"stdout": 1, "stderr": 1}, validate=False)
+        resp = self.api.get(f"/containers/{cid}/logs", params={"stdout": 1, "stderr": 1}, validate=RECORD)
         _expect(resp, 200, f"reading logs of {cid[:12]}")
         parts = demux(resp.content)
         return Result(cid, code, parts.get(1, b"").decode(errors="replace"), parts.get(2, b"").decode(errors="replace"))
@@ -141,7 +141,7 @@ class Containers:
         """
         from .streams import demux, hijack
         body = {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True, **cfg}
-        resp = self.api.post(f"/containers/{cid}/exec", body, validate=False)
+        resp = self.api.post(f"/containers/{cid}/exec", body, validate=RECORD)
         _expect(resp, 201, f"creating an exec in {cid[:12]}")
         eid = resp.json()["Id"]
         prefix = f"/v{self.api.version}" if self.api.version else ""
@@ -154,7 +154,7 @@ class Containers:
             conn.close()
         deadline = time.monotonic() + 10
         while True:  # the stream can close a moment before the daemon records the exit code
-            info = self.api.get(f"/exec/{eid}/json", validate=False).json()
+            info = self.api.get(f"/exec/{eid}/json", validate=RECORD).json()
             if not info.get("Running") and info.get("ExitCode") is not None:
                 break
             assert time.monotonic() < deadline, f"exec {cmd!r} still running {timeout + 10:.0f} s after its output ended"
@@ -164,7 +164,7 @@ class Containers:
 
     def cleanup(self) -> None:
         for cid in reversed(self.created):
-            self.api.delete(f"/containers/{cid}", params={"force": 1, "v": 1}, validate=False)
+            self.api.delete(f"/containers/{cid}", params={"force": 1, "v": 1}, validate=RECORD)
         self.created.clear()
 
 
@@ -175,7 +175,7 @@ class Volumes:
 
     def create(self, name: str | None = None, labels: dict[str, str] | None = None, **extra: Any) -> dict:
         body = {"Name": name or self.names("vol"), "Labels": {**(labels or {}), RUN_LABEL: self.run_id}, **extra}
-        resp = self.api.post("/volumes/create", body)
+        resp = self.api.post("/volumes/create", body, validate=RECORD)
         _expect(resp, (200, 201), "creating a volume")
         vol = resp.json()
         self.created.append(vol["Name"])
@@ -187,7 +187,7 @@ class Volumes:
 
     def cleanup(self) -> None:
         for name in reversed(self.created):
-            self.api.delete(f"/volumes/{name}", params={"force": 1}, validate=False)
+            self.api.delete(f"/volumes/{name}", params={"force": 1}, validate=RECORD)
         self.created.clear()
 
 
@@ -199,7 +199,7 @@ class Networks:
     def create(self, name: str | None = None, labels: dict[str, str] | None = None, **extra: Any) -> str:
         body = {"Name": name or self.names("net"), "CheckDuplicate": True,
                 "Labels": {**(labels or {}), RUN_LABEL: self.run_id}, **extra}
-        resp = self.api.post("/networks/create", body)
+        resp = self.api.post("/networks/create", body, validate=RECORD)
         _expect(resp, 201, "creating a network")
         nid = resp.json()["Id"]
         self.created.append(nid)
@@ -211,7 +211,7 @@ class Networks:
 
     def cleanup(self) -> None:
         for nid in reversed(self.created):
-            self.api.delete(f"/networks/{nid}", validate=False)
+            self.api.delete(f"/networks/{nid}", validate=RECORD)
         self.created.clear()
 
 
@@ -233,5 +233,5 @@ class Images:
 
     def cleanup(self) -> None:
         for ref in reversed(self.created):
-            self.api.delete(f"/images/{ref}", params={"force": 1}, validate=False)
+            self.api.delete(f"/images/{ref}", params={"force": 1}, validate=RECORD)
         self.created.clear()

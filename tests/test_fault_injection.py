@@ -133,3 +133,16 @@ def test_fault_is_caught(dockerd_socket: str, proxy_path: str, suite, fault: Fau
         outcome = run.outcome(check.split("/")[-1])
         assert outcome == "failed", f"with fault {fault.name!r}, {check} ended {outcome!r}, expected 'failed'"
     assert run.returncode != 0, "a run with a failed check must exit non-zero"
+
+
+def test_scene_setting_violation_is_a_finding_not_a_failure(dockerd_socket: str, proxy_path: str, suite) -> None:
+    """A schema violation met while setting the scene (the factory's inspect) is reported per operation
+    under schema_findings; the exit-code check, whose subject is something else, still passes."""
+    fault = Fault("inspect Name of the wrong type", "GET", r"/containers/[^/]+/json", _json_field("Name", lambda _: 5))
+    check = API + "test_containers_lifecycle.py::test_exit_code[42]"
+    with FaultProxy(proxy_path, dockerd_socket, fault) as url:
+        run = suite(url, [check])
+    assert fault.hits > 0, "the selection never inspected a container"
+    assert run.outcome("test_exit_code[42]") == "passed", run.output[-2000:]
+    findings = run.report["schema_findings"]
+    assert "ContainerInspect" in findings and any("Name" in m for m in findings["ContainerInspect"]["examples"]), findings

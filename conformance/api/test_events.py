@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, error_message, json_lines
+from conformance.client import RECORD, ApiClient, error_message, json_lines
 from conformance.resources import Containers, Images, Names, Networks, Volumes
 from conformance.streams import hijack
 from conformance.target import Target
@@ -28,7 +28,7 @@ CHECK_LABEL = "org.conformance.events-check"
 
 def _daemon_now(api: ApiClient) -> float:
     """The daemon's clock (Unix seconds) from /info SystemTime: since/until are read on its clock."""
-    stamp = api.get("/info").json()["SystemTime"]
+    stamp = api.get("/info", validate=RECORD).json()["SystemTime"]  # the daemon clock: scene-setting
     m = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
     assert m, f"/info SystemTime {stamp!r} is not an RFC 3339 time"
     whole = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))

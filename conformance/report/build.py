@@ -32,6 +32,7 @@ class CheckResult:
     operations: list[str] = field(default_factory=list)
     validated_2xx: int = 0
     forgiven: dict[str, int] = field(default_factory=dict)
+    findings: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _props(report: pytest.TestReport) -> dict[str, Any]:
@@ -101,6 +102,7 @@ class ReportBuilder:
             res.operations = list(props["conformance.operations"])
             res.validated_2xx = int(props.get("conformance.validated_2xx", 0))
             res.forgiven = dict(props.get("conformance.forgiven") or {})
+            res.findings = dict(props.get("conformance.findings") or {})
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if getattr(report, "wasxfail", None) is not None and report.skipped:
                 res.outcome, res.message = "deviation", str(report.wasxfail)
@@ -135,6 +137,9 @@ class ReportBuilder:
             pct = "n/a" if c["score"] is None else f"{100 * c['score']:.1f}%"
             out.append(f"conformance {area}: score {pct}  " +
                        "  ".join(f"{k} {c[k]}" for k in OUTCOMES if c[k]))
+        findings = self.schema_findings()
+        if findings:
+            out.append(f"conformance schema findings (scene-setting calls): {', '.join(findings)}")
         return out
 
     def as_dict(self, target: Target, caps: Capabilities | None, schema: EngineSchema | None, run_id: str,
@@ -174,10 +179,23 @@ class ReportBuilder:
                 # documented schema deviations of this product (conformance/deviations.py), and how often seen
                 "forgiven": _merge_counts(r.forgiven for r in self.results.values()),
             },
+            # schema violations met by scene-setting calls (resources.py), per operation: they fail no
+            # check whose subject is something else, but they are this target's schema findings
+            "schema_findings": self.schema_findings(),
             "leaks": leaks,
             "flaky": flakiness(checks) if repeat > 1 else {},
             "checks": checks,
         }
+
+    def schema_findings(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for res in sorted(self.results.values(), key=lambda r: r.nodeid):
+            for op, messages in res.findings.items():
+                entry = out.setdefault(op, {"checks": 0, "examples": []})
+                entry["checks"] += 1
+                entry["examples"].extend(m for m in messages if m not in entry["examples"])
+                entry["examples"] = entry["examples"][:8]
+        return dict(sorted(out.items()))
 
     def write(self, directory: str, name: str | None, target: Target, caps: Capabilities | None,
               schema: EngineSchema | None, run_id: str, leaks: list[str], repeat: int) -> list[str]:

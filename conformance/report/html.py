@@ -59,6 +59,8 @@ def render_run(run: dict[str, Any]) -> str:
                       f"<td>{_e(c.get('statement'))}<br><small>source: {_e(c.get('source'))}</small></td>"
                       f"<td>{c.get('duration', 0):.2f}s</td><td>{detail}</td></tr>")
     leaks = "".join(f"<li>{_e(x)}</li>" for x in run.get("leaks", []))
+    findings = "".join(f"<tr><td>{_e(op)}</td><td>{f['checks']}</td><td><pre>{_e(chr(10).join(f['examples']))}</pre></td></tr>"
+                       for op, f in run.get("schema_findings", {}).items())
     flaky = "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in run.get("flaky", {}).items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Conformance: {_e(_target_name(run))}</title>
 <style>{STYLE}</style></head><body>
@@ -74,6 +76,10 @@ validated against {_e(cov.get('swagger'))} (API {_e(cov.get('swagger_version'))}
 <p><small>{_e(LEGEND)}</small></p>
 {'<h2>Leaks</h2><ul>' + leaks + '</ul>' if leaks else ''}
 {'<h2>Flaky checks</h2><ul>' + flaky + '</ul>' if flaky else ''}
+{'<h2>Schema findings</h2><p>Violations in responses to calls that only set the scene for a check '
+ '(creating, inspecting, waiting): they fail no check whose subject is something else.</p>'
+ '<table><tr><th>operation</th><th>checks that met it</th><th>examples</th></tr>' + findings + '</table>'
+ if findings else ''}
 <h2>Checks</h2>
 <table><tr><th>outcome</th><th>requirement / check</th><th>statement</th><th>time</th><th>detail</th></tr>
 {''.join(checks)}</table></body></html>"""
@@ -88,6 +94,9 @@ def render_matrix(runs: list[dict[str, Any]]) -> str:
         for c in r.get("checks", []):
             all_checks.setdefault(c["check"], c)
     areas = sorted({a for r in runs for a in r.get("areas", {})})
+    findings = "<tr><th>schema findings</th>" + "".join(
+        f"<td>{len(r.get('schema_findings', {}))} operations: "
+        f"{_e(', '.join(r.get('schema_findings', {})) or 'none')}</td>" for r in runs) + "</tr>"
     score_rows = []
     for area in areas:
         cells = "".join(f"<td>{_pct(r.get('areas', {}).get(area, {}).get('score'))} "
@@ -114,7 +123,7 @@ def render_matrix(runs: list[dict[str, Any]]) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Conformance matrix</title>
 <style>{STYLE}</style></head><body>
 <h1>Conformance matrix: {' vs '.join(_e(n) for n in names)}</h1>
-<table><tr><th></th>{head}</tr>{''.join(score_rows)}<tr><th>schema coverage</th>{cov}</tr></table>
+<table><tr><th></th>{head}</tr>{''.join(score_rows)}<tr><th>schema coverage</th>{cov}</tr>{findings}</table>
 <p><small>{_e(LEGEND)}</small></p>
 <table><tr><th>requirement / check</th><th>statement</th>{''.join(f'<th>{_e(n)}</th>' for n in names)}</tr>
 {''.join(body)}</table></body></html>"""

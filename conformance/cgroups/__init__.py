@@ -1,0 +1,1 @@
+"""The cgroups area of the conformance suite."""

@@ -1,0 +1,1 @@
+"""The isolation area of the conformance suite."""

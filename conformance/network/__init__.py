@@ -1,0 +1,1 @@
+"""The network area of the conformance suite."""
