@@ -1,0 +1,1 @@
+"""Thin HTTP handlers: parse the request, run an engine job, shape the response."""

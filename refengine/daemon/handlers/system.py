@@ -1,0 +1,25 @@
+"""/_ping, /version, /info."""
+
+from __future__ import annotations
+
+from ...engine import Engine
+from ..http import Request, Response, json_response
+from ..router import Router
+
+
+def register(router: Router, engine: Engine) -> None:
+    async def ping(request: Request) -> Response:
+        # dockerd: "OK" as text/plain, never cached; HEAD gets the same headers and no body
+        return Response(200, b"OK", headers=[("Cache-Control", "no-cache, no-store, must-revalidate"),
+                                             ("Pragma", "no-cache")], content_type="text/plain; charset=utf-8")
+
+    async def version(request: Request) -> Response:
+        return json_response(await engine.run("version"))
+
+    async def info(request: Request) -> Response:
+        return json_response(await engine.run("info"))
+
+    router.add("GET", "/_ping", ping)
+    router.add("HEAD", "/_ping", ping)
+    router.add("GET", "/version", version)
+    router.add("GET", "/info", info)

@@ -1,0 +1,92 @@
+"""`refengined`: parse options, build the engine and its subsystems, serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from urllib.parse import urlsplit
+
+from ..engine import Engine
+from ..engine import system as system_jobs
+from .handlers import system as system_handlers
+from .router import Router
+from .server import DEFAULT_SOCKET, ListenConfig, Server, ServerConfigError
+
+log = logging.getLogger("refengine")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="refengined", description="the reference Docker-API-compatible engine daemon")
+    p.add_argument("-H", "--host", action="append", default=[], metavar="URL",
+                   help=f"unix:///path or tcp://host:port to listen on (default unix://{DEFAULT_SOCKET})")
+    p.add_argument("--group", help="group owning the unix socket (mode 0660)")
+    p.add_argument("--data-root", default="/var/lib/refengine", help="state directory")
+    p.add_argument("--tlscacert", help="CA that client certificates must be signed by")
+    p.add_argument("--tlscert", help="server certificate")
+    p.add_argument("--tlskey", help="server key")
+    p.add_argument("--insecure-tcp", action="store_true", help="allow TCP without TLS (dangerous)")
+    p.add_argument("--debug", "-D", action="store_true")
+    return p.parse_args(argv)
+
+
+def listen_config(args: argparse.Namespace) -> ListenConfig:
+    unix, tcp = None, None
+    for url in args.host or [f"unix://{DEFAULT_SOCKET}"]:
+        parts = urlsplit(url)
+        if parts.scheme == "unix" and parts.path:
+            if unix:
+                raise ServerConfigError("only one unix socket is supported")
+            unix = parts.path
+        elif parts.scheme == "tcp" and parts.hostname and parts.port:
+            if tcp:
+                raise ServerConfigError("only one TCP address is supported")
+            tcp = f"{parts.hostname}:{parts.port}"
+        else:
+            raise ServerConfigError(f"cannot listen on {url!r}: use unix:///path or tcp://host:port")
+    return ListenConfig(unix_socket=unix, socket_group=args.group, tcp=tcp, tlscacert=args.tlscacert,
+                        tlscert=args.tlscert, tlskey=args.tlskey, insecure_tcp=args.insecure_tcp)
+
+
+def build(args: argparse.Namespace) -> tuple[Engine, Router]:
+    engine = Engine()
+    router = Router()
+    os.makedirs(args.data_root, mode=0o711, exist_ok=True)
+    system_jobs.register(engine, system_jobs.SystemInfo(root_dir=args.data_root))
+    system_handlers.register(router, engine)
+    return engine, router
+
+
+async def serve(args: argparse.Namespace) -> None:
+    _engine, router = build(args)
+    server = Server(router, listen_config(args))
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(args))
+    except ServerConfigError as exc:
+        print(f"refengined: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"refengined: {exc} (refengined runs as root)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tests of the reference engine above libcontainer: daemon, engine, drivers."""
