@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 from ..engine import Engine
 from ..engine import system as system_jobs
+from ..engine import volumes as volume_jobs
 from .handlers import system as system_handlers
+from .handlers import volumes as volume_handlers
 from .router import Router
 from .server import DEFAULT_SOCKET, ListenConfig, Server, ServerConfigError
 
@@ -57,6 +59,8 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     os.makedirs(args.data_root, mode=0o711, exist_ok=True)
     system_jobs.register(engine, system_jobs.SystemInfo(root_dir=args.data_root))
     system_handlers.register(router, engine)
+    volume_jobs.register(engine, volume_jobs.VolumeStore(args.data_root))
+    volume_handlers.register(router, engine)
     return engine, router
 
 

@@ -11,8 +11,9 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ..engine import JobError
 from ..engine.system import API_VERSION, MIN_API_VERSION
-from .http import AnyResponse, ApiError, Request, error_response
+from .http import AnyResponse, ApiError, Request, Response, error_response
 
 log = logging.getLogger("refengine.router")
 
@@ -88,10 +89,20 @@ class Router:
         handler, request.params = found
         try:
             return await handler(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.message)
         except ConnectionError:
             raise  # the client left: nothing to answer
-        except Exception as exc:  # a bug: the client gets a message, the log gets the traceback
-            log.exception("handler for %s %s failed", request.method, request.target)
-            return error_response(500, f"internal error: {exc}")
+        except Exception as exc:
+            return self._error(request, exc)
+
+    @staticmethod
+    def _error(request: Request, exc: Exception) -> Response:
+        """An API error or an engine error with an `http_status` → its JSON body; anything else is a bug:
+        the client gets a one-line message, the log gets the traceback."""
+        cause: BaseException = exc.cause if isinstance(exc, JobError) else exc
+        if isinstance(cause, ApiError):
+            return error_response(cause.status, cause.message)
+        status = getattr(cause, "http_status", None)
+        if isinstance(status, int):
+            return Response(304) if status == 304 else error_response(status, str(cause))
+        log.error("handler for %s %s failed", request.method, request.target, exc_info=cause)
+        return error_response(500, f"internal error: {cause}")

@@ -1,0 +1,47 @@
+"""refengine against the conformance checks it is expected to pass today.
+
+The list grows as refengine does; a check listed here that fails is a regression. The full matrix
+(with every difference from dockerd and its reason) is in the README.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+API = "conformance/api/"
+# Checks that need no container or image (refengine's daemon does not serve those yet).
+EXPECTED_TO_PASS = [
+    API + "test_system.py::test_ping_get",
+    API + "test_system.py::test_ping_head",
+    API + "test_system.py::test_version_schema",
+    API + "test_system.py::test_info_schema",
+    API + "test_system.py::test_version_too_old",
+    API + "test_system.py::test_version_too_new_json",
+    API + "test_system.py::test_unknown_path",
+    API + "test_volumes.py::test_create_named",
+    API + "test_volumes.py::test_create_existing_returns_it",
+    API + "test_volumes.py::test_create_invalid_name",
+    API + "test_volumes.py::test_create_unknown_driver",
+    API + "test_volumes.py::test_list_filter_label",
+    API + "test_volumes.py::test_remove_force_unknown",
+    API + "test_http.py::test_short_body",
+    API + "test_http.py::test_expect_continue",
+    API + "test_http.py::test_content_length_framing",
+]
+
+
+def test_refengine_passes_its_subset(refengined: str, suite) -> None:
+    run = suite(f"unix://{refengined}", EXPECTED_TO_PASS)
+    bad = [c["nodeid"] + ": " + c["message"][-300:] for c in run.report["checks"] if c["outcome"] != "passed"]
+    assert not bad, "refengine regressed on:\n" + "\n".join(bad)
+    assert len(run.report["checks"]) >= len(EXPECTED_TO_PASS)
+
+
+@pytest.mark.parametrize("url,message", [("tcp://127.0.0.1:23999", "without TLS"), ("ftp://x", "cannot listen")])
+def test_daemon_refuses_bad_listeners(tmp_path, url: str, message: str) -> None:
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "refengine.daemon.main", "-H", url, "--data-root", str(tmp_path)],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, f"refengined -H {url} exited {proc.returncode}: {proc.stderr[-500:]}"
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
