@@ -109,14 +109,14 @@ class Engine:
         except KeyError:
             raise JobNotFound(f"no such job: {name}") from None
 
-    def job(self, name: str, *args: str, **env: Any) -> Job:
+    def job(self, job_name: str, /, *args: str, **env: Any) -> Job:
         """A new job (not yet run). Unknown names fail here, before anything was started."""
-        self.handler(name)
-        return Job(self, name, list(args), dict(env))
+        self.handler(job_name)
+        return Job(self, job_name, list(args), dict(env))
 
-    async def run(self, name: str, *args: str, **env: Any) -> Any:
+    async def run(self, job_name: str, /, *args: str, **env: Any) -> Any:
         """Make and run a job; its result."""
-        return await self.job(name, *args, **env).run()
+        return await self.job(job_name, *args, **env).run()
 
     @property
     def jobs(self) -> list[str]:

@@ -1,0 +1,208 @@
+"""Turning a create request into a container's Config and HostConfig, as dockerd does.
+
+Validation answers 400 with dockerd's wording where the conformance checks pin it; the image's
+config is merged in (Env by key, Labels by key, Cmd only when no Entrypoint was given ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import signal
+from typing import Any
+
+from ..errors import InvalidParameter
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+MIN_MEMORY = 6 * 1024 * 1024
+
+# Docker's defaults for a Linux container (oci/defaults.go), shown in HostConfig.
+MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": {},
+}
+
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
+    "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+    "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
+    "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
+    "ShmSize": 67108864, "Runtime": "native", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
+    "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
+    "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
+    "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
+    "CpusetCpus": "", "CpusetMems": "", "Devices": [], "DeviceCgroupRules": None, "DeviceRequests": None,
+    "KernelMemory": 0, "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "PidsLimit": None, "Ulimits": None, "CpuCount": 0, "CpuPercent": 0,
+    "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": MASKED_PATHS, "ReadonlyPaths": READONLY_PATHS,
+}
+
+RESOURCE_KEYS = ("CpuShares", "Memory", "NanoCpus", "CgroupParent", "BlkioWeight", "BlkioWeightDevice",
+                 "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
+                 "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems",
+                 "Devices", "DeviceCgroupRules", "DeviceRequests", "KernelMemory", "KernelMemoryTCP",
+                 "MemoryReservation", "MemorySwap", "MemorySwappiness", "OomKillDisable", "PidsLimit", "Ulimits",
+                 "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth")
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "Hostname": (str,), "Domainname": (str,), "User": (str,), "Tty": (bool,), "OpenStdin": (bool,),
+    "StdinOnce": (bool,), "AttachStdin": (bool,), "AttachStdout": (bool,), "AttachStderr": (bool,),
+    "Env": (list, type(None)), "Cmd": (list, str, type(None)), "Entrypoint": (list, str, type(None)),
+    "Image": (str,), "WorkingDir": (str,), "Labels": (dict, type(None)), "Volumes": (dict, type(None)),
+    "ExposedPorts": (dict, type(None)), "StopSignal": (str,), "StopTimeout": (int, type(None)),
+    "HostConfig": (dict, type(None)), "NetworkingConfig": (dict, type(None)),
+}
+_INT_RESOURCES = ("CpuShares", "Memory", "NanoCpus", "BlkioWeight", "CpuPeriod", "CpuQuota", "MemoryReservation",
+                  "MemorySwap", "KernelMemory", "ShmSize", "OomScoreAdj", "CpuCount", "CpuPercent")
+
+
+def check_name(name: str) -> str:
+    """A valid container name, with its leading slash."""
+    if not NAME_RE.match(name):
+        raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name if name.startswith("/") else "/" + name
+
+
+def _as_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def check_types(body: dict[str, Any]) -> None:
+    for key, kinds in _TYPES.items():
+        if key in body and not isinstance(body[key], kinds) or (
+                key in body and isinstance(body[key], bool) and bool not in kinds):
+            raise InvalidParameter(f"invalid type for {key}: {type(body[key]).__name__}")
+    for key in ("Env", "Cmd", "Entrypoint"):
+        value = body.get(key)
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise InvalidParameter(f"{key} must be a list of strings")
+    hc = body.get("HostConfig") or {}
+    check_resources(hc)
+
+
+def check_resources(hc: dict[str, Any]) -> None:
+    for key in _INT_RESOURCES:
+        if key in hc and hc[key] is not None and (not isinstance(hc[key], int) or isinstance(hc[key], bool)):
+            raise InvalidParameter(f"invalid type for HostConfig.{key}: {type(hc[key]).__name__}")
+    memory = hc.get("Memory") or 0
+    if memory < 0 or (0 < memory < MIN_MEMORY):
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    swap = hc.get("MemorySwap") or 0
+    if memory and swap > 0 and swap < memory:
+        raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if (hc.get("NanoCpus") or 0) and ((hc.get("CpuQuota") or 0) or (hc.get("CpuPeriod") or 0)):
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if (hc.get("NanoCpus") or 0) < 0:
+        raise InvalidParameter("Range of CPUs is from 0.01 to the number of CPUs available")
+    period = hc.get("CpuPeriod") or 0
+    if period and not 1000 <= period <= 1000000:
+        raise InvalidParameter("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+    quota = hc.get("CpuQuota") or 0
+    if quota and quota > 0 and quota < 1000:
+        raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    weight = hc.get("BlkioWeight") or 0
+    if weight and not 10 <= weight <= 1000:
+        raise InvalidParameter("Range of blkio weight is from 10 to 1000")
+    check_restart_policy(hc.get("RestartPolicy"), bool(hc.get("AutoRemove")))
+
+
+def check_restart_policy(policy: Any, auto_remove: bool = False) -> None:
+    if policy is None:
+        return
+    if not isinstance(policy, dict):
+        raise InvalidParameter("invalid restart policy: expected an object")
+    name = policy.get("Name", "") or ""
+    if name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy '{name}'")
+    retries = policy.get("MaximumRetryCount", 0) or 0
+    if not isinstance(retries, int) or retries < 0:
+        raise InvalidParameter("maximum retry count cannot be negative")
+    if retries and name != "on-failure":
+        raise InvalidParameter(f"maximum retry count cannot be used with restart policy '{name}'")
+    if auto_remove and name not in ("", "no"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+
+
+def check_signal(value: str | None) -> None:
+    if not value:
+        return
+    if value.isdigit():
+        if not 0 < int(value) < 65:
+            raise InvalidParameter(f"Invalid signal: {value}")
+        return
+    name = value.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if not hasattr(signal.Signals, name) and name not in ("SIGRTMIN", "SIGRTMAX"):
+        raise InvalidParameter(f"Invalid signal: {value}")
+
+
+def _env_merge(image_env: list[str] | None, env: list[str] | None) -> list[str] | None:
+    if not image_env and not env:
+        return env if env is not None else image_env
+    out: dict[str, str] = {}
+    for item in (image_env or []) + (env or []):
+        key = item.split("=", 1)[0]
+        out.pop(key, None)  # later ones win, in the later one's position
+        out[key] = item
+    return list(out.values())
+
+
+def merge(body: dict[str, Any], image_config: dict[str, Any], image_ref: str) -> dict[str, Any]:
+    """The container's Config: the request's fields over the image's (dockerd's merge rules)."""
+    img = image_config or {}
+    cfg = copy.deepcopy(CONFIG_DEFAULTS)
+    for key in list(CONFIG_DEFAULTS) + ["ExposedPorts", "StopSignal", "StopTimeout", "Healthcheck", "ArgsEscaped",
+                                        "NetworkDisabled", "MacAddress", "Shell"]:
+        if key in body and body[key] is not None:
+            cfg[key] = copy.deepcopy(body[key])
+    cfg["Image"] = image_ref
+    cfg["Cmd"] = _as_list(cfg.get("Cmd"))
+    cfg["Entrypoint"] = _as_list(cfg.get("Entrypoint"))
+    if body.get("Entrypoint") is None:
+        cfg["Entrypoint"] = _as_list(img.get("Entrypoint"))
+        if not cfg["Cmd"]:
+            cfg["Cmd"] = _as_list(img.get("Cmd"))
+    elif body.get("Cmd") is None:
+        cfg["Cmd"] = None  # an Entrypoint given at create drops the image's Cmd
+    cfg["Env"] = _env_merge(img.get("Env"), cfg.get("Env"))
+    labels = dict(img.get("Labels") or {})
+    labels.update(cfg.get("Labels") or {})
+    cfg["Labels"] = labels
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not cfg.get(key) and img.get(key):
+            cfg[key] = img[key]
+    for key in ("ExposedPorts", "Volumes"):
+        merged = dict(img.get(key) or {})
+        merged.update(cfg.get(key) or {})
+        cfg[key] = merged or None
+    if cfg.get("ExposedPorts") is None:
+        cfg.pop("ExposedPorts", None)
+    if not cfg.get("Entrypoint") and not cfg.get("Cmd"):
+        raise InvalidParameter("No command specified")
+    check_signal(cfg.get("StopSignal"))
+    return cfg
+
+
+def host_config(body: dict[str, Any]) -> dict[str, Any]:
+    hc = copy.deepcopy(HOST_CONFIG_DEFAULTS)
+    given = body.get("HostConfig") or {}
+    for key, value in given.items():
+        if value is not None or key in ("PidsLimit", "MemorySwappiness"):
+            hc[key] = copy.deepcopy(value)
+    if not hc.get("NetworkMode"):
+        hc["NetworkMode"] = "default"
+    if not (hc.get("RestartPolicy") or {}).get("Name"):
+        hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+    if hc.get("Privileged"):
+        hc["MaskedPaths"], hc["ReadonlyPaths"] = None, None
+    return hc
