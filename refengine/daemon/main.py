@@ -11,6 +11,7 @@ import sys
 from urllib.parse import urlsplit
 
 from ..engine import Engine
+from ..engine import events as event_jobs
 from ..engine import system as system_jobs
 from ..engine import volumes as volume_jobs
 from .handlers import system as system_handlers
@@ -59,7 +60,10 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     os.makedirs(args.data_root, mode=0o711, exist_ok=True)
     system_jobs.register(engine, system_jobs.SystemInfo(root_dir=args.data_root))
     system_handlers.register(router, engine)
-    volume_jobs.register(engine, volume_jobs.VolumeStore(args.data_root))
+    events = event_jobs.EventLog()
+    event_jobs.register(engine, events)
+    volume_jobs.register(engine, volume_jobs.VolumeStore(args.data_root),
+                         lambda action, name, attrs: events.emit("volume", action, name, attrs))
     volume_handlers.register(router, engine)
     return engine, router
 

@@ -146,7 +146,8 @@ def _du(path: str) -> int:
     return total
 
 
-def register(engine: Engine, store: VolumeStore) -> None:
+def register(engine: Engine, store: VolumeStore,
+             event: Callable[[str, str, dict[str, str]], None] = lambda action, name, attrs: None) -> None:
     def create(job: Job) -> dict[str, Any]:
         body = job.getenv("body") or {}
         if not isinstance(body, dict):
@@ -154,7 +155,10 @@ def register(engine: Engine, store: VolumeStore) -> None:
         for key, kind in (("Name", str), ("Driver", str), ("Labels", dict), ("DriverOpts", dict)):
             if body.get(key) is not None and not isinstance(body[key], kind):
                 raise InvalidParameter(f"{key} must be a {'string' if kind is str else 'JSON object'}")
+        existed = body.get("Name") in store.volumes
         vol = store.create(body.get("Name"), body.get("Driver"), body.get("Labels"), body.get("DriverOpts"))
+        if not existed:
+            event("create", vol.name, {"driver": vol.driver})
         return vol.api(store.root)
 
     def inspect(job: Job) -> dict[str, Any]:
@@ -165,10 +169,16 @@ def register(engine: Engine, store: VolumeStore) -> None:
         return {"Volumes": [v.api(store.root) for v in store.list(f)], "Warnings": []}
 
     def remove(job: Job) -> None:
-        store.remove(job.args[0], force=bool(job.getenv("force")))
+        name = job.args[0]
+        existed = name in store.volumes
+        store.remove(name, force=bool(job.getenv("force")))
+        if existed:
+            event("destroy", name, {"driver": "local"})
 
     def prune(job: Job) -> dict[str, Any]:
         deleted, reclaimed = store.prune(flt.parse(job.getenv("filters"), PRUNE_FILTERS))
+        for name in deleted:
+            event("destroy", name, {"driver": "local"})
         return {"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}
 
     engine.register("volume_create", create)

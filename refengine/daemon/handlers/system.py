@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...engine import Engine
-from ..http import Request, Response, json_response
+from ..http import Request, Response, StreamResponse, json_response
 from ..router import Router
 
 
@@ -19,6 +19,12 @@ def register(router: Router, engine: Engine) -> None:
     async def info(request: Request) -> Response:
         return json_response(await engine.run("info"))
 
+    async def events(request: Request) -> StreamResponse:
+        chunks = await engine.run("events", filters=request.q("filters"), since=request.q("since"),
+                                  until=request.q("until"))
+        return StreamResponse(chunks)
+
+    router.add("GET", "/events", events)
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)
     router.add("GET", "/version", version)
