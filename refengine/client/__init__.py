@@ -1,0 +1,1 @@
+"""refengine: the client CLI."""
