@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 
 from ..engine import Engine
 from ..engine import events as event_jobs
+from ..engine import networks as network_jobs
 from ..engine import system as system_jobs
 from ..engine import volumes as volume_jobs
+from .handlers import networks as network_handlers
 from .handlers import system as system_handlers
 from .handlers import volumes as volume_handlers
 from .router import Router
@@ -65,6 +67,10 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     volume_jobs.register(engine, volume_jobs.VolumeStore(args.data_root),
                          lambda action, name, attrs: events.emit("volume", action, name, attrs))
     volume_handlers.register(router, engine)
+    network_jobs.register(engine, network_jobs.NetworkStore(args.data_root),
+                          lambda action, net, attrs: events.emit("network", action, net.id,
+                                                                 {"name": net.name, **attrs}))
+    network_handlers.register(router, engine)
     return engine, router
 
 

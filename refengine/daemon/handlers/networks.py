@@ -1,0 +1,31 @@
+"""/networks endpoints (CRUD and prune; connect/disconnect are wired with the containers)."""
+
+from __future__ import annotations
+
+from ...engine import Engine
+from ..http import Request, Response, empty, json_response
+from ..router import Router
+
+
+def register(router: Router, engine: Engine) -> None:
+    async def create(request: Request) -> Response:
+        return json_response(await engine.run("network_create", body=await request.json(required=True)), 201)
+
+    async def listing(request: Request) -> Response:
+        return json_response(await engine.run("network_list", filters=request.q("filters")))
+
+    async def inspect(request: Request) -> Response:
+        return json_response(await engine.run("network_inspect", request.params["id"]))
+
+    async def remove(request: Request) -> Response:
+        await engine.run("network_remove", request.params["id"])
+        return empty(204)
+
+    async def prune(request: Request) -> Response:
+        return json_response(await engine.run("network_prune", filters=request.q("filters")))
+
+    router.add("POST", "/networks/create", create)
+    router.add("GET", "/networks", listing)
+    router.add("POST", "/networks/prune", prune)
+    router.add("GET", "/networks/{id}", inspect)
+    router.add("DELETE", "/networks/{id}", remove)
