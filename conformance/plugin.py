@@ -19,12 +19,13 @@ from . import deviations
 from .capabilities import Capabilities, TargetUnreachable, negotiate, probe_capabilities
 from .catalogue import AREAS, CatalogueError, Requirement, api_tuple, load_catalogue
 from .client import ApiClient, Recorder
+from .embedded import EmbeddedDaemon, EmbeddedError
 from .host import Host, HostUnavailable, open_host
 from .probe_image import ProbeImages, build_probe_tar, probe_specs
 from .report.build import ReportBuilder
 from .resources import RUN_LABEL, Containers, Images, Names, Networks, Volumes
 from .schema import EngineSchema, SchemaNotFound, find_swagger
-from .target import Target, TargetError, TLSConfig, target_from_environment
+from .target import Target, TargetError, TLSConfig, parse_target, target_from_environment
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 STATE_KEY = pytest.StashKey["ConformanceState"]()
@@ -48,6 +49,9 @@ class ConformanceState:
         except TargetError as exc:
             self.target_error = str(exc)
         workerinput = getattr(config, "workerinput", None)
+        if self.target is None and (workerinput or {}).get("conformance_embedded_url"):
+            self.target = parse_target(workerinput["conformance_embedded_url"])
+        self.embedded: EmbeddedDaemon | None = None
         self.is_worker = workerinput is not None
         self.run_id: str = (workerinput or {}).get("conformance_run_id") or uuid.uuid4().hex[:8]
         self.worker: str = (workerinput or {}).get("workerid", "gw0")
@@ -72,8 +76,7 @@ class ConformanceState:
 
 def no_target_message() -> str:
     return ("no target daemon: pass --target unix:///path/to/daemon.sock (or tcp://host:port with TLS flags), "
-            "or set CONFORMANCE_TARGET or DOCKER_HOST. The embedded refengine default arrives with the refengine daemon; until then "
-            "a target must be named.")
+            "or set CONFORMANCE_TARGET or DOCKER_HOST; with none of them the suite starts refengine itself.")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -99,14 +102,30 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"requirement catalogue: {exc}") from None
     config.stash[STATE_KEY] = state
     if not state.is_worker:
+        if state.target is None and state.target_error is None and _selects_checks(config):
+            state.embedded = EmbeddedDaemon()
+            try:
+                state.target = state.embedded.start()
+            except EmbeddedError as exc:
+                state.embedded = None
+                raise pytest.UsageError(f"no target was named, and the embedded refengine failed: {exc}") from None
         config.pluginmanager.register(ControllerHooks(state), "conformance-controller")
     if config.option.conf_repeat < 1:
         raise pytest.UsageError("--repeat must be at least 1")
 
 
 def pytest_configure_node(node: Any) -> None:
-    """xdist: every worker uses the controller's run id, so one leak check covers all."""
-    node.workerinput["conformance_run_id"] = node.config.stash[STATE_KEY].run_id
+    """xdist: every worker uses the controller's run id (one leak check covers all) and its embedded daemon."""
+    state: ConformanceState = node.config.stash[STATE_KEY]
+    node.workerinput["conformance_run_id"] = state.run_id
+    if state.embedded is not None:
+        node.workerinput["conformance_embedded_url"] = state.embedded.url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None and state.embedded is not None:
+        state.embedded.stop()
 
 
 def _selects_checks(config: pytest.Config) -> bool:

@@ -90,6 +90,23 @@ def _json_path(error: jsonschema.ValidationError) -> str:
     return out
 
 
+def apply_errata(doc: dict[str, Any]) -> None:
+    """Mistakes of the swagger file itself, corrected where they are unambiguous (each says why).
+
+    - v1.41 defines `ContainerSummary` as the *array* that GET /containers/json returns, and
+      /system/df's `Containers` as an array of `ContainerSummary`, i.e. an array of arrays; every
+      daemon sends an array of objects there (later API versions define ContainerSummary as the object).
+    """
+    summary = doc.get("definitions", {}).get("ContainerSummary", {})
+    try:
+        responses = doc["paths"]["/system/df"]["get"]["responses"]
+        containers = (responses.get(200) or responses.get("200"))["schema"]["properties"]["Containers"]
+    except (KeyError, TypeError):
+        return
+    if summary.get("type") == "array" and containers.get("items", {}).get("$ref") == "#/definitions/ContainerSummary":
+        containers["items"] = summary["items"]
+
+
 class EngineSchema:
     """The Engine API swagger, indexed by method and path, with cached validators."""
 
@@ -97,6 +114,7 @@ class EngineSchema:
         with open(path, "rb") as fh:
             doc = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         self.path = path
+        apply_errata(doc)
         self.version: str = str(doc["info"]["version"])
         self.definitions = {name: convert(d) for name, d in doc.get("definitions", {}).items()}
         self.operations: list[Operation] = []
