@@ -56,3 +56,14 @@ def test_error_response_schema(schema: EngineSchema) -> None:
     op = schema.match("GET", "/containers/x/json")
     assert schema.validate(op, 404, {"message": "No such container: x"}) == []
     assert schema.validate(op, 404, {"message": 5})
+
+
+def test_df_containers_erratum(schema: EngineSchema) -> None:
+    """/system/df lists container summaries (objects); the v1.41 file says arrays of arrays (an erratum)."""
+    op = next(o for o in schema.operations if o.operation_id == "SystemDataUsage")
+    summary = {"Id": "a" * 64, "Names": ["/x"], "Image": "i", "ImageID": "sha256:" + "b" * 64, "Command": "true",
+               "Created": 1, "Ports": [], "Labels": {}, "State": "created", "Status": "Created",
+               "HostConfig": {"NetworkMode": "default"}, "NetworkSettings": {"Networks": {}}, "Mounts": []}
+    body = {"LayersSize": 0, "Images": [], "Containers": [summary], "Volumes": [], "BuildCache": []}
+    assert list(schema.validate(op, 200, body)) == []
+    assert list(schema.validate(op, 200, {**body, "Containers": [[summary]]})), "an array of arrays must now fail"
