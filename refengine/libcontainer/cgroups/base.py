@@ -1,0 +1,83 @@
+"""The interface both drivers implement, and the behaviour they share (signalling, waiting)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from abc import ABC, abstractmethod
+from typing import Protocol, runtime_checkable
+
+from .fs import CgroupError
+from .oom import OOMNotifier
+from .resources import Resources
+from .stats import CgroupStats
+
+DEFAULT_PARENT = "refengine"
+
+
+@runtime_checkable
+class CgroupHandle(Protocol):
+    """One container's cgroup (in every v1 hierarchy, or one v2 directory)."""
+
+    name: str
+    path: str                  # cgroup path as /proc/<pid>/cgroup shows it, e.g. "/refengine/<name>"
+    paths: dict[str, str]      # absolute directories: v1 controller -> dir; v2 {"": dir}
+
+    def add(self, pid: int) -> None: ...
+    def update(self, r: Resources) -> None: ...
+    def pids(self) -> list[int]: ...
+    def freeze(self) -> None: ...
+    def thaw(self) -> None: ...
+    def frozen(self) -> bool: ...
+    def kill_all(self, sig: int = signal.SIGKILL) -> None: ...
+    def stats(self) -> CgroupStats: ...
+    def oom_killed(self) -> bool: ...
+    def oom_kill_count(self) -> int: ...
+    def oom_notifier(self) -> OOMNotifier: ...
+    def exists(self) -> bool: ...
+    def destroy(self) -> None: ...
+
+
+class CgroupDriver(ABC):
+    version: int
+    parent: str
+
+    @abstractmethod
+    def create(self, name: str, resources: Resources | None = None) -> CgroupHandle:
+        """Make <parent>/<name> (the parent too if needed), apply resources; refuses an existing one."""
+
+    @abstractmethod
+    def load(self, name: str) -> CgroupHandle:
+        """An existing cgroup under our parent (daemon restart); CgroupNotFound if absent."""
+
+    @abstractmethod
+    def list(self) -> list[str]:
+        """Names of the cgroups under our parent."""
+
+    @abstractmethod
+    def remove_parent(self) -> None:
+        """rmdir our parent cgroup(s) if they are empty (engine shutdown, tests)."""
+
+    def exists(self, name: str) -> bool:
+        return name in self.list()
+
+
+def signal_pids(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def wait_until(pred, timeout: float, what: str) -> None:
+    """Poll ``pred`` with a short, growing sleep; raise CgroupError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while not pred():
+        if time.monotonic() > deadline:
+            raise CgroupError(f"timed out after {timeout:g}s waiting for {what}", errno.ETIMEDOUT)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
