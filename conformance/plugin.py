@@ -288,11 +288,16 @@ def _host_or_reason(_session_api: ApiClient, target: Target, probe: ProbeImages,
         try:
             cid = factory.run(["sleep", "30"])
             pid = factory.inspect(cid)["State"].get("Pid") or 0
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    visible = pid > 0 and fh.read().split(b"\0")[0].endswith(b"sleep")
-            except OSError:
-                visible = False
+            # Right after start the PID may still be the runtime's init, not yet exec'd into `sleep`.
+            deadline = time.monotonic() + 10
+            while pid > 0 and not visible and time.monotonic() < deadline:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        visible = fh.read().split(b"\0")[0].endswith(b"sleep")
+                except OSError:
+                    break
+                if not visible:
+                    time.sleep(0.05)
         finally:
             factory.cleanup()
     try:
