@@ -58,6 +58,7 @@ class Fault:
     path: str
     rewrite: Callable[[Response], None] | None = None
     rewrite_request: Callable[[dict], None] | None = None
+    swallow: int | None = None  # answer this status without forwarding: an engine that ignores the request
     hits: int = field(default=0)
 
     @classmethod
@@ -69,6 +70,11 @@ class Fault:
     def on_update(cls, name: str, mutate: Callable[[dict], None]) -> Fault:
         """Every POST /containers/{id}/update body is changed by `mutate` (e.g. a limit silently dropped)."""
         return cls(name, "POST", r"/containers/[^/]+/update(\?|$)", rewrite_request=mutate)
+
+    @classmethod
+    def ignored(cls, name: str, method: str, path: str, status: int = 204) -> Fault:
+        """The request is answered `status` and never reaches dockerd (e.g. a pause that does nothing)."""
+        return cls(name, method, path, swallow=status)
 
     def matches(self, method: str, path: str) -> bool:
         return method == self.method and re.search(self.path, path) is not None
@@ -121,6 +127,12 @@ class _Handler(BaseHTTPRequestHandler):
             fault.rewrite_request(payload)
             body = json.dumps(payload).encode()
             fault.hits += 1
+        if fault and fault.swallow is not None:
+            fault.hits += 1
+            self.send_response(fault.swallow)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         upstream = _UnixHTTPConnection(self.server.upstream)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "content-length")}
         if body or self.command in ("POST", "PUT"):
