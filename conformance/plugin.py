@@ -252,7 +252,9 @@ def probe(_session_api: ApiClient, capabilities: Capabilities, run_id: str) -> P
 
 
 @pytest.fixture
-def containers(_session_api: ApiClient, probe: ProbeImages, run_id: str) -> Iterator[Containers]:
+def containers(_session_api: ApiClient, probe: ProbeImages, run_id: str, networks: Networks,
+               volumes: Volumes) -> Iterator[Containers]:
+    """Containers are set up after (so torn down before) the networks and volumes they may use."""
     factory = Containers(_session_api, probe, run_id)
     yield factory
     factory.cleanup()
