@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from conformance.client import ApiClient
 from conformance.host import Host
+from conformance.target import Target
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +30,38 @@ def engine_info(_session_api: ApiClient) -> dict[str, Any]:
 def userns_remapped(engine_info: dict[str, Any]) -> bool:
     """Whether the daemon runs containers in a remapped user namespace (`name=userns` in SecurityOptions)."""
     return any(str(opt).startswith("name=userns") for opt in engine_info.get("SecurityOptions") or [])
+
+
+@pytest.fixture(scope="session")
+def daemon_pid(target: Target) -> int | None:
+    """The PID of the process serving the target's unix socket (SO_PEERCRED), None for TCP targets."""
+    if target.scheme != "unix" or not target.path:
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(target.path)
+            pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        except OSError:
+            return None
+    return pid or None
+
+
+@pytest.fixture
+def host_ns(hostside: Host, daemon_pid: int | None) -> Callable[[str], str]:
+    """The host's namespace of a kind, e.g. host_ns("pid") -> 'pid:[4026531836]'.
+
+    "The host" is where the daemon itself runs: the peer of its unix socket (SO_PEERCRED), or this
+    process for a local TCP target. (/proc/1 may belong to a process this harness may not inspect.)
+    """
+    def ns(kind: str) -> str:
+        if daemon_pid:
+            try:
+                return hostside.ns(daemon_pid, kind)
+            except OSError:
+                pass
+        return hostside.ns("self", kind)
+    return ns
 
 
 @pytest.fixture
