@@ -1,0 +1,1 @@
+"""Drivers below the engine: graph drivers (layer storage and container root filesystems)."""
