@@ -322,6 +322,10 @@ class Connection:
             await self.writer.drain()
         finally:
             gone.cancel()
+            try:  # the watcher must have stopped reading before the next request is parsed
+                await gone
+            except (asyncio.CancelledError, ConnectionError):
+                pass
             aclose = getattr(response.chunks, "aclose", None)
             if aclose:
                 await aclose()

@@ -10,11 +10,20 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
+from ..drivers.graph import detect_driver
 from ..engine import Engine
 from ..engine import events as event_jobs
+from ..engine import images as image_jobs
 from ..engine import networks as network_jobs
 from ..engine import system as system_jobs
 from ..engine import volumes as volume_jobs
+from ..engine.containers import jobs as container_jobs
+from ..engine.containers.record import Container
+from ..engine.containers.runtime import LayerRuntime
+from ..engine.containers.store import ContainerStore
+from ..images.store import ContainerUse, ImageStore
+from .handlers import containers as container_handlers
+from .handlers import images as image_handlers
 from .handlers import networks as network_handlers
 from .handlers import system as system_handlers
 from .handlers import volumes as volume_handlers
@@ -30,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"unix:///path or tcp://host:port to listen on (default unix://{DEFAULT_SOCKET})")
     p.add_argument("--group", help="group owning the unix socket (mode 0660)")
     p.add_argument("--data-root", default="/var/lib/refengine", help="state directory")
+    p.add_argument("-s", "--storage-driver", choices=["overlay2", "overlay", "vfs"], help="graph driver "
+                   "(default: overlay2 where this host can mount it, else vfs)")
     p.add_argument("--tlscacert", help="CA that client certificates must be signed by")
     p.add_argument("--tlscert", help="server certificate")
     p.add_argument("--tlskey", help="server key")
@@ -64,14 +75,46 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     system_handlers.register(router, engine)
     events = event_jobs.EventLog()
     event_jobs.register(engine, events)
-    volume_jobs.register(engine, volume_jobs.VolumeStore(args.data_root),
+    volume_store = volume_jobs.VolumeStore(args.data_root)
+    volume_jobs.register(engine, volume_store,
                          lambda action, name, attrs: events.emit("volume", action, name, attrs))
     volume_handlers.register(router, engine)
     network_jobs.register(engine, network_jobs.NetworkStore(args.data_root),
                           lambda action, net, attrs: events.emit("network", action, net.id,
                                                                  {"name": net.name, **attrs}))
     network_handlers.register(router, engine)
+    driver = detect_driver(args.data_root, args.storage_driver or "")
+    images = ImageStore(os.path.join(args.data_root, "image", driver.name), driver)
+    images.on_event = lambda action, image_id, name: events.emit("image", action, image_id,
+                                                                 {"name": name or image_id})
+    containers = ContainerStore(args.data_root)
+    image_jobs.register(engine, images, lambda image_id: sum(1 for c in containers if c.image_id == image_id))
+    image_handlers.register(router, engine)
+    images.containers_using = lambda image_id: [ContainerUse(c.id, c.state.running) for c in containers
+                                                if c.image_id == image_id]
+    volume_store.users = lambda name: [c.id for c in containers if name in _volume_names(c)]
+    hooks = container_jobs.Hooks(
+        event=lambda kind, action, c, extra: events.emit(kind, action, c.id, {
+            "name": c.name.lstrip("/"), "image": c.config.get("Image", ""), **(c.config.get("Labels") or {}),
+            **extra}),
+        volumes_of=_volume_names)
+    container_jobs.register(engine, containers, image_jobs.StoreLookup(images), LayerRuntime(images), hooks,
+                            driver.name)
+    container_handlers.register(router, engine)
     return engine, router
+
+
+def _volume_names(c: Container) -> list[str]:
+    """Named volumes a container refers to (Binds `name:/path`, Mounts of type volume)."""
+    names = []
+    for bind in c.host_config.get("Binds") or []:
+        source = bind.split(":", 1)[0]
+        if source and not source.startswith("/"):
+            names.append(source)
+    for mount in c.host_config.get("Mounts") or []:
+        if mount.get("Type", "volume") == "volume" and mount.get("Source"):
+            names.append(mount["Source"])
+    return names
 
 
 async def serve(args: argparse.Namespace) -> None:

@@ -92,9 +92,9 @@ def inspect_view(image_id: str, document: dict[str, Any], *, repo_tags: list[str
         "Id": image_id, "RepoTags": repo_tags, "RepoDigests": repo_digests, "Parent": parent,
         "Comment": comment, "Created": rfc3339nano(document.get("created")),
         "Container": document.get("container") or "",
-        "ContainerConfig": container_config(document.get("container_config")),
+        "ContainerConfig": _no_nulls(container_config(document.get("container_config"))),
         "DockerVersion": document.get("docker_version") or "", "Author": document.get("author") or "",
-        "Config": container_config(document["config"]) if document.get("config") is not None else None,
+        "Config": _no_nulls(container_config(document["config"])) if document.get("config") is not None else {},
         "Architecture": document.get("architecture") or "",
     }
     if document.get("variant"):
@@ -104,7 +104,7 @@ def inspect_view(image_id: str, document: dict[str, Any], *, repo_tags: list[str
         out["OsVersion"] = document["os.version"]
     out.update({
         "Size": size, "VirtualSize": size,
-        "GraphDriver": {"Data": driver_data, "Name": driver_name},
+        "GraphDriver": {"Data": driver_data or {}, "Name": driver_name},
         "RootFS": {"Type": rootfs.get("type") or "", **({"Layers": list(rootfs["diff_ids"])}
                                                        if rootfs.get("diff_ids") else {})},
         "Metadata": {"LastTagTime": last_tag_time or ZERO_TIME},
@@ -120,7 +120,7 @@ def summary_view(image_id: str, document: dict[str, Any], *, parent: str, repo_t
     labels = {k.lower(): v for k, v in config.items()}.get("labels")
     return {
         "Containers": containers, "Created": created_unix(document.get("created")), "Id": image_id,
-        "Labels": labels, "ParentId": parent, "RepoDigests": repo_digests, "RepoTags": repo_tags,
+        "Labels": labels or {}, "ParentId": parent, "RepoDigests": repo_digests or [], "RepoTags": repo_tags or [],
         "SharedSize": shared_size, "Size": size, "VirtualSize": size,
     }
 
@@ -141,8 +141,14 @@ def history_view(document: dict[str, Any], layer_sizes: list[int],
             size = layer_sizes[layer]
             layer += 1
         items.append({"Comment": entry.get("comment") or "", "Created": created_unix(entry.get("created")),
-                      "CreatedBy": entry.get("created_by") or "", "Id": "<missing>", "Size": size, "Tags": None})
+                      "CreatedBy": entry.get("created_by") or "", "Id": "<missing>", "Size": size, "Tags": []})
     items.reverse()
     for item, (image_id, tags) in zip(items, lineage, strict=False):
-        item["Id"], item["Tags"] = image_id, tags
+        item["Id"], item["Tags"] = image_id, tags or []
     return items
+
+
+def _no_nulls(config: dict[str, Any] | None) -> dict[str, Any]:
+    """Where dockerd marshals Go's nil slices and maps as null the schema has no x-nullable: refengine
+    leaves such fields out, which the schema allows (dockerd's nulls are documented deviations)."""
+    return {k: v for k, v in (config or {}).items() if v is not None}

@@ -30,17 +30,29 @@ EXPECTED_TO_PASS = [
     API + "test_events.py::test_malformed_filters",
     API + "test_events.py::test_network_events",
     API + "test_networks.py",  # minus the checks that need containers: those error without an image store
+    API + "test_images.py",  # the in-use checks need containers: they fail until containers run
     API + "test_http.py::test_short_body",
     API + "test_http.py::test_expect_continue",
     API + "test_http.py::test_content_length_framing",
 ]
 
 
+# Checks in the files above that refengine cannot pass yet, and why (containers do not run yet).
+KNOWN_GAPS = {
+    "test_images.py::test_remove_in_use": "a running container using the image: containers do not start yet",
+    "test_networks.py::test_connect": "POST /networks/{id}/connect is not wired to containers yet",
+    "test_networks.py::test_disconnect": "POST /networks/{id}/disconnect is not wired to containers yet",
+    "test_networks.py::test_prune_by_label": "needs a running container",
+    "test_networks.py::test_remove_with_running_container": "needs a running container",
+    "test_networks.py::test_running_container_in_network": "needs a running container",
+}
+
+
 def test_refengine_passes_its_subset(refengined: str, suite) -> None:
     run = suite(f"unix://{refengined}", EXPECTED_TO_PASS)
     # "error" = a fixture (the probe image) is not available yet on refengine: not a regression of this list
     bad = [c["nodeid"] + ": " + c["message"][-300:] for c in run.report["checks"]
-           if c["outcome"] not in ("passed", "error")]
+           if c["outcome"] not in ("passed", "error") and not any(gap in c["nodeid"] for gap in KNOWN_GAPS)]
     assert not bad, "refengine regressed on:\n" + "\n".join(bad)
     assert len(run.report["checks"]) >= len(EXPECTED_TO_PASS)
 

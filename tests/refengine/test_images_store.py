@@ -214,7 +214,7 @@ def test_views(store: ImageStore, probe: tuple[ProbeImages, bytes]) -> None:
     assert [item["Id"] for item in listing] == sorted([base.id, rich.id], reverse=True)  # same Created
     item = next(i for i in listing if i["Id"] == rich.id)
     assert item["Size"] == item["VirtualSize"] == store.size(rich)
-    assert (item["SharedSize"], item["Containers"], item["RepoDigests"], item["ParentId"]) == (-1, -1, None, "")
+    assert (item["SharedSize"], item["Containers"], item["RepoDigests"], item["ParentId"]) == (-1, -1, [], "")
     assert item["Labels"]["org.conformance.variant"] == "rich"
     extra = {i["Id"]: i for i in store.summaries(shared_size=True, container_count=lambda image_id: 2)}
     assert extra[rich.id]["SharedSize"] == store.layers.get(base.top_layer).size  # type: ignore[arg-type]
@@ -249,14 +249,14 @@ def test_inspect_and_history_shapes(store: ImageStore, probe: tuple[ProbeImages,
                           "ContainerConfig", "DockerVersion", "Author", "Config", "Architecture", "Os", "Size",
                           "VirtualSize", "GraphDriver", "RootFS", "Metadata"]
     assert data["Config"]["StopSignal"] == "SIGUSR1" and data["Config"]["ExposedPorts"] == {"8080/tcp": {}}
-    assert data["ContainerConfig"]["Cmd"] is None and "ExposedPorts" not in data["ContainerConfig"]
+    assert "Cmd" not in data["ContainerConfig"] and "ExposedPorts" not in data["ContainerConfig"]
     assert data["Created"] == "2023-11-14T22:13:20Z" and data["RepoDigests"] == []
     assert data["GraphDriver"]["Name"] == store.driver.name
     assert data["RootFS"] == {"Type": "layers", "Layers": store.get(names.config).diff_ids}
     history = store.history(names.config)
     assert [(h["Id"], h["CreatedBy"], h["Tags"]) for h in history] == [
         (data["Id"], "conformance-harness: probe files", [names.config]),
-        ("<missing>", "conformance-harness: busybox-static rootfs", None)]
+        ("<missing>", "conformance-harness: busybox-static rootfs", [])]
     assert history[0]["Size"] == len("hello from the probe image\n")
 
 

@@ -1,0 +1,140 @@
+"""Image jobs over the image store: load, list, inspect, history, tag, delete, save, import, prune.
+
+Store operations touch the disk (unpacking layers, hashing): they run in a worker thread so the
+daemon keeps answering other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ..images.store import ImageStore
+from . import filters as flt
+from .containers.jobs import ResolvedImage
+from .engine import Engine, Job
+from .errors import InvalidParameter, NotFound
+
+LIST_FILTERS = ("dangling", "label", "before", "since", "reference")
+
+
+class StoreLookup:
+    """The containers' view of images: a reference or ID → (ID, config)."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self.store = store
+
+    def resolve(self, ref: str) -> ResolvedImage:
+        image = self.store.get(ref)
+        return ResolvedImage(image.id, dict(image.config), ref)
+
+
+async def _spool(chunks: AsyncIterator[bytes], limit: int = 64 << 30) -> str:
+    """An uploaded body into a temp file (archives can be far larger than memory should hold)."""
+    fd, path = tempfile.mkstemp(prefix="refengine-upload-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise InvalidParameter("upload too large")
+                await asyncio.to_thread(fh.write, chunk)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def register(engine: Engine, store: ImageStore, container_count: Callable[[str], int] = lambda image_id: 0) -> None:
+    async def load(job: Job) -> list[dict[str, Any]]:
+        path = await _spool(job.getenv("body"))
+        try:
+            def run() -> list[dict[str, Any]]:
+                with open(path, "rb") as fh:
+                    return list(store.load(fh, quiet=bool(job.getenv("quiet"))))
+            return await asyncio.to_thread(run)
+        finally:
+            os.unlink(path)
+
+    async def listing(job: Job) -> list[dict[str, Any]]:
+        f = flt.parse(job.getenv("filters"), LIST_FILTERS)
+        return await asyncio.to_thread(store.summaries, bool(job.getenv("all")), f, container_count=container_count)
+
+    async def inspect(job: Job) -> dict[str, Any]:
+        return await asyncio.to_thread(store.inspect, job.args[0])
+
+    async def history(job: Job) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(store.history, job.args[0])
+
+    async def tag(job: Job) -> None:
+        repo = job.getenv("repo") or ""
+        if not repo:
+            raise InvalidParameter("repository name must have at least one component")
+        await asyncio.to_thread(store.tag, job.args[0], repo, job.getenv("tag") or "")
+
+    async def delete(job: Job) -> list[dict[str, str]]:
+        return await asyncio.to_thread(store.delete, job.args[0], bool(job.getenv("force")),
+                                       not job.getenv("noprune"))
+
+    async def save(job: Job) -> str:
+        """The archive of `names` in a temp file (raises before writing for unknown names); the caller streams it."""
+        names = list(job.args)
+        fd, path = tempfile.mkstemp(prefix="refengine-save-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                await asyncio.to_thread(store.save, names, fh)
+        except BaseException:
+            os.unlink(path)
+            raise
+        return path
+
+    async def import_(job: Job) -> list[dict[str, Any]]:
+        path = await _spool(job.getenv("body"))
+        try:
+            def run() -> list[dict[str, Any]]:
+                with open(path, "rb") as fh:
+                    return list(store.import_image(fh, repo=job.getenv("repo") or "", tag=job.getenv("tag") or "",
+                                                   message=job.getenv("message") or "",
+                                                   changes=job.getenv("changes") or []))
+            return await asyncio.to_thread(run)
+        finally:
+            os.unlink(path)
+
+    async def prune(job: Job) -> dict[str, Any]:
+        f = flt.parse(job.getenv("filters"), ("dangling", "label", "label!", "until"))
+        dangling_only = flt.boolean(f, "dangling")
+        dangling_only = True if dangling_only is None else dangling_only
+        deleted: list[dict[str, str]] = []
+        for summary in await asyncio.to_thread(store.summaries, False, None, container_count=container_count):
+            if summary.get("Containers", 0) > 0:
+                continue
+            if dangling_only and summary.get("RepoTags") not in (None, [], ["<none>:<none>"]):
+                continue
+            if "label" in f and not flt.match_labels(summary.get("Labels"), f["label"]):
+                continue
+            if "label!" in f and not flt.match_no_labels(summary.get("Labels"), f["label!"]):
+                continue
+            try:
+                deleted += await asyncio.to_thread(store.delete, summary["Id"], False, True)
+            except Exception as exc:  # in use meanwhile, or a conflict: not pruned, as dockerd
+                if getattr(exc, "http_status", 500) not in (404, 409):
+                    raise
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0}
+
+    async def pull(job: Job) -> None:
+        raise NotFound(f"pull access denied for {job.args[0]}: refengine has no registry client yet "
+                       f"(load the image with POST /images/load)")
+
+    for name, fn in (("image_load", load), ("image_list", listing), ("image_inspect", inspect),
+                     ("image_history", history), ("image_tag", tag), ("image_delete", delete), ("image_save", save),
+                     ("image_import", import_), ("image_prune", prune), ("image_pull", pull)):
+        engine.register(name, fn)
+
+
+def progress_lines(messages: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(m).encode() + b"\r\n" for m in messages)
