@@ -125,7 +125,7 @@ class Request:
                 raise bad_request("request body is empty; a JSON object is required")
             return None
         ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype and ctype != "application/json":
+        if ctype != "application/json":  # a body needs the JSON content type (dockerd's CheckForJSON)
             raise bad_request(f"Content-Type specified ({ctype}) must be 'application/json'")
         try:
             return json.loads(data)

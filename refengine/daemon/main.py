@@ -18,6 +18,7 @@ from ..engine import networks as network_jobs
 from ..engine import system as system_jobs
 from ..engine import volumes as volume_jobs
 from ..engine.containers import jobs as container_jobs
+from ..engine.containers import netjobs
 from ..engine.containers.record import Container
 from ..engine.containers.runtime import LayerRuntime
 from ..engine.containers.store import ContainerStore
@@ -79,7 +80,8 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     volume_jobs.register(engine, volume_store,
                          lambda action, name, attrs: events.emit("volume", action, name, attrs))
     volume_handlers.register(router, engine)
-    network_jobs.register(engine, network_jobs.NetworkStore(args.data_root),
+    network_store = network_jobs.NetworkStore(args.data_root)
+    network_jobs.register(engine, network_store,
                           lambda action, net, attrs: events.emit("network", action, net.id,
                                                                  {"name": net.name, **attrs}))
     network_handlers.register(router, engine)
@@ -97,9 +99,11 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
         event=lambda kind, action, c, extra: events.emit(kind, action, c.id, {
             "name": c.name.lstrip("/"), "image": c.config.get("Image", ""), **(c.config.get("Labels") or {}),
             **extra}),
-        volumes_of=_volume_names)
+        volumes_of=_volume_names,
+        configure=lambda c: netjobs.configure(c, network_store))
     container_jobs.register(engine, containers, image_jobs.StoreLookup(images), LayerRuntime(images), hooks,
                             driver.name)
+    netjobs.register(engine, containers, network_store)
     container_handlers.register(router, engine)
     return engine, router
 

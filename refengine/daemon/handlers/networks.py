@@ -24,6 +24,16 @@ def register(router: Router, engine: Engine) -> None:
     async def prune(request: Request) -> Response:
         return json_response(await engine.run("network_prune", filters=request.q("filters")))
 
+    async def connect(request: Request) -> Response:
+        await engine.run("network_connect", request.params["id"], body=await request.json(required=True))
+        return Response(200)
+
+    async def disconnect(request: Request) -> Response:
+        await engine.run("network_disconnect", request.params["id"], body=await request.json(required=True))
+        return Response(200)
+
+    router.add("POST", "/networks/{id}/connect", connect)
+    router.add("POST", "/networks/{id}/disconnect", disconnect)
     router.add("POST", "/networks/create", create)
     router.add("GET", "/networks", listing)
     router.add("POST", "/networks/prune", prune)

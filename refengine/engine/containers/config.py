@@ -30,12 +30,12 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 
 HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
-    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "", "MaximumRetryCount": 0},
     "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
     "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
     "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
     "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
-    "ShmSize": 67108864, "Runtime": "native", "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0,
+    "ShmSize": 67108864, "Runtime": "native", "ConsoleSize": [0, 0], "Isolation": "default", "CpuShares": 0,
     "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [],
     "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None, "BlkioDeviceReadIOps": None,
     "BlkioDeviceWriteIOps": None, "CpuPeriod": 0, "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0,
@@ -202,7 +202,7 @@ def host_config(body: dict[str, Any]) -> dict[str, Any]:
     if not hc.get("NetworkMode"):
         hc["NetworkMode"] = "default"
     if not (hc.get("RestartPolicy") or {}).get("Name"):
-        hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
+        hc["RestartPolicy"] = {"Name": "", "MaximumRetryCount": 0}
     if hc.get("Privileged"):
         hc["MaskedPaths"], hc["ReadonlyPaths"] = None, None
     return hc

@@ -57,6 +57,7 @@ class Hooks:
     remove_anonymous_volumes: Callable[[Container], None] = lambda c: None
     networks_of: Callable[[Container], list[str]] = lambda c: list(((c.network_settings or {})
                                                                      .get("Networks") or {}).keys())
+    configure: Callable[[Container], None] = lambda c: None  # endpoints etc., before the container is stored
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,6 +131,7 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
         c = Container(id=cid, name=name, created=now_rfc3339(), image_id=image.id, path=argv[0], args=argv[1:],
                       config=config, host_config=host_config, driver=driver_name,
                       networking=(body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+        hooks.configure(c)
         store.add(c)
         try:
             await runtime.prepare(c)

@@ -87,15 +87,21 @@ def network_settings(c: Container) -> dict[str, Any]:
     return base
 
 
+def _no_nulls(d: dict[str, Any]) -> dict[str, Any]:
+    """Unset fields are left out rather than null where the schema has no x-nullable (dockerd's nulls
+    there are its documented deviations)."""
+    return {k: v for k, v in d.items() if v is not None}
+
+
 def inspect(c: Container, size: tuple[int, int] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "Id": c.id, "Created": c.created, "Path": c.path, "Args": list(c.args), "State": c.state.api(),
         "Image": c.image_id, "ResolvConfPath": c.resolv_conf_path, "HostnamePath": c.hostname_path,
         "HostsPath": c.hosts_path, "LogPath": c.log_path, "Name": c.name, "RestartCount": c.restart_count,
         "Driver": c.driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-        "ExecIDs": None, "HostConfig": c.host_config,
+        "ExecIDs": None, "HostConfig": _no_nulls(c.host_config),
         "GraphDriver": {"Name": c.driver or "vfs", "Data": {}},
-        "Mounts": list(c.mounts), "Config": c.config, "NetworkSettings": network_settings(c),
+        "Mounts": list(c.mounts), "Config": {"Cmd": [], **_no_nulls(c.config)}, "NetworkSettings": network_settings(c),
     }
     if size is not None:
         data["SizeRw"], data["SizeRootFs"] = size
