@@ -69,7 +69,7 @@ def test_create_merges_image_config(run) -> None:
 
 def test_entrypoint_drops_image_cmd(run) -> None:
     info = run("container_inspect", run("container_create", body={"Image": "rich", "Entrypoint": ["/bin/true"]})["Id"])
-    assert (info["Path"], info["Args"], info["Config"]["Cmd"]) == ("/bin/true", [], None)
+    assert (info["Path"], info["Args"], info["Config"]["Cmd"]) == ("/bin/true", [], [])
 
 
 @pytest.mark.parametrize("name,status", [("ok-name", None), ("-x", 400), ("a", 400), ("x/y", 400)])
