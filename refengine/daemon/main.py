@@ -18,13 +18,14 @@ from ..engine import networks as network_jobs
 from ..engine import system as system_jobs
 from ..engine import volumes as volume_jobs
 from ..engine.containers import jobs as container_jobs
+from ..engine.containers import lifecycle as lifecycle_jobs
 from ..engine.containers import netjobs
 from ..engine.containers.record import Container
-from ..engine.containers.runtime import LayerRuntime
 from ..engine.containers.store import ContainerStore
 from ..images.store import ContainerUse, ImageStore
 from .handlers import containers as container_handlers
 from .handlers import images as image_handlers
+from .handlers import lifecycle as lifecycle_handlers
 from .handlers import networks as network_handlers
 from .handlers import system as system_handlers
 from .handlers import volumes as volume_handlers
@@ -101,8 +102,21 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
             **extra}),
         volumes_of=_volume_names,
         configure=lambda c: netjobs.configure(c, network_store))
-    container_jobs.register(engine, containers, image_jobs.StoreLookup(images), LayerRuntime(images), hooks,
-                            driver.name)
+    def volume_dir(name: str) -> str:
+        if name not in volume_store.volumes:  # a named volume in Binds is created on first use, as dockerd
+            volume_store.create(name)
+        return volume_jobs.data_dir(args.data_root, name)
+
+    life = lifecycle_jobs.Lifecycle(images, containers, volume_dir,
+                                    lambda action, c, extra: hooks.event("container", action, c, extra))
+    for c in containers:  # no monitor process keeps containers across a daemon restart yet
+        if c.state.running or c.state.paused:
+            c.state.status, c.state.running, c.state.paused, c.state.pid = "exited", False, False, 0
+            c.state.exit_code, c.state.error = 255, "the daemon restarted while the container ran"
+            containers.save(c)
+    container_jobs.register(engine, containers, image_jobs.StoreLookup(images), life, hooks, driver.name)
+    lifecycle_jobs.register(engine, containers, life)
+    lifecycle_handlers.register(router, engine, containers, life)
     netjobs.register(engine, containers, network_store)
     container_handlers.register(router, engine)
     return engine, router

@@ -1,0 +1,193 @@
+"""/containers/{id}/start|stop|restart|kill|wait|pause|unpause|logs|attach|resize and /exec endpoints.
+
+The streaming ones (logs, attach, exec start) are thin too: the engine's Lifecycle owns the
+processes and their output; these handlers frame bytes onto the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from ...engine import Engine
+from ...engine import logs as logmod
+from ...engine.containers.lifecycle import Lifecycle, read_fd
+from ...engine.containers.store import ContainerStore
+from ...engine.errors import Conflict, InvalidParameter
+from ...engine.events import parse_time
+from ..http import (
+    MULTIPLEXED_STREAM,
+    RAW_STREAM,
+    HijackResponse,
+    RawStream,
+    Request,
+    Response,
+    StreamResponse,
+    empty,
+    json_response,
+)
+from ..router import Router
+
+
+def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecycle) -> None:
+    def simple(job: str, status: int = 204):
+        async def handler(request: Request) -> Response:
+            await engine.run(job, request.params["id"], t=request.qint("t"), signal=request.q("signal"))
+            return empty(status)
+        return handler
+
+    async def wait(request: Request) -> Response:
+        return json_response(await engine.run("container_wait", request.params["id"],
+                                              condition=request.q("condition")))
+
+    async def logs(request: Request) -> StreamResponse:
+        c = store.get(request.params["id"])
+        out, err = request.qbool("stdout"), request.qbool("stderr")
+        if not out and not err:
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
+        if ((c.host_config.get("LogConfig") or {}).get("Type") or "json-file") == "none":
+            raise InvalidParameter('configured logging driver does not support reading')
+        tail = request.q("tail", "all")
+        try:
+            tail_n = None if tail in ("all", "", None) else int(tail)
+        except ValueError:
+            tail_n = None
+        opts = logmod.ReadOptions(stdout=out, stderr=err, since=parse_time(request.q("since"), "since") or None,
+                                  until=parse_time(request.q("until"), "until") or None, tail=tail_n,
+                                  timestamps=request.qbool("timestamps"), follow=request.qbool("follow"),
+                                  tty=bool(c.config.get("Tty")))
+        if not c.log_path:
+            async def nothing() -> AsyncIterator[bytes]:
+                if False:
+                    yield b""
+            return StreamResponse(nothing(), content_type=RAW_STREAM)
+        return StreamResponse(logmod.read(c.log_path, opts, life.finished(c)),
+                              content_type=RAW_STREAM if opts.tty else MULTIPLEXED_STREAM)
+
+    async def attach(request: Request) -> HijackResponse:
+        c = store.get(request.params["id"])
+        tty = bool(c.config.get("Tty"))
+        want = {1: request.qbool("stdout"), 2: request.qbool("stderr")}
+        use_stdin, stream, replay = request.qbool("stdin"), request.qbool("stream"), request.qbool("logs")
+        queue = life.subscribe(c) if stream else None
+
+        def frame(stream_no: int, data: bytes) -> bytes:
+            return data if tty else logmod.frame(stream_no, data)
+
+        async def run(raw: RawStream) -> None:
+            try:
+                if replay and c.log_path:
+                    opts = logmod.ReadOptions(stdout=want[1], stderr=want[2], tty=tty)
+                    async for chunk in logmod.read(c.log_path, opts):
+                        await raw.write(chunk)
+                pump = asyncio.ensure_future(_stdin_pump(raw, c)) if use_stdin else None
+                if queue is not None:
+                    while (item := await queue.get()) is not None:
+                        if want[item[0]]:
+                            await raw.write(frame(*item))
+                if pump is not None:
+                    pump.cancel()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                if queue is not None:
+                    life.unsubscribe(c, queue)
+                raw.close_write()
+
+        async def _stdin_pump(raw: RawStream, c=c) -> None:
+            while data := await raw.read():
+                await life.write_stdin(c, data)
+            if c.config.get("StdinOnce"):
+                life.close_stdin(c)
+
+        return HijackResponse(run, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+
+    async def resize(request: Request) -> Response:
+        c = store.get(request.params["id"])
+        life.resize(c, request.qint("h", 0) or 0, request.qint("w", 0) or 0)
+        return Response(200)
+
+    async def exec_create(request: Request) -> Response:
+        c = store.get(request.params["id"])
+        body = await request.json(required=True)
+        return json_response({"Id": life.exec_create(c, body)}, 201)
+
+    async def exec_inspect(request: Request) -> Response:
+        rec = life.exec_get(request.params["id"])
+        cfg = rec.config
+        return json_response({
+            "CanRemove": False, "ContainerID": rec.container_id, "DetachKeys": "", "ExitCode": rec.exit_code,
+            "ID": rec.id, "OpenStderr": bool(cfg.get("AttachStderr")), "OpenStdin": bool(cfg.get("AttachStdin")),
+            "OpenStdout": bool(cfg.get("AttachStdout")), "Running": rec.running, "Pid": rec.pid,
+            "ProcessConfig": {"arguments": list(cfg["Cmd"][1:]), "entrypoint": cfg["Cmd"][0],
+                              "privileged": bool(cfg.get("Privileged")), "tty": bool(cfg.get("Tty")),
+                              "user": cfg.get("User") or ""}})
+
+    async def exec_start(request: Request) -> Response | HijackResponse:
+        rec = life.exec_get(request.params["id"])
+        body = await request.json() or {}
+        proc, out_fd, err_fd, stdin_fd = await life.exec_run(rec)
+        tty = bool(rec.config.get("Tty"))
+        reaper = asyncio.ensure_future(life.exec_reap(rec, proc)) if proc is not None else None
+        if body.get("Detach"):
+            for fd in (out_fd, err_fd, stdin_fd):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        import os
+                        os.close(fd)
+            return Response(200)
+
+        async def run(raw: RawStream) -> None:
+            import os
+            queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+
+            async def drain(fd: int, no: int) -> None:
+                async for data in read_fd(fd):
+                    await queue.put((no, data))
+                await queue.put(None)
+
+            readers = [asyncio.ensure_future(drain(out_fd, 1))]
+            if err_fd is not None:
+                readers.append(asyncio.ensure_future(drain(err_fd, 2)))
+
+            async def stdin_pump() -> None:
+                while data := await raw.read():
+                    await asyncio.to_thread(os.write, stdin_fd, data)
+                os.close(stdin_fd)
+            pump = asyncio.ensure_future(stdin_pump()) if stdin_fd is not None else None
+            open_streams = len(readers)
+            try:
+                while open_streams:
+                    item = await queue.get()
+                    if item is None:
+                        open_streams -= 1
+                        continue
+                    await raw.write(item[1] if tty else logmod.frame(*item))
+                if reaper is not None:
+                    await reaper
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                if pump is not None:
+                    pump.cancel()
+                raw.close_write()
+        return HijackResponse(run, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+
+    async def exec_resize(request: Request) -> Response:
+        rec = life.exec_get(request.params["id"])
+        if not rec.running:
+            raise Conflict(f"Exec {rec.id} is not running")
+        return Response(200)
+
+    for verb, job in (("start", "container_start"), ("stop", "container_stop"), ("restart", "container_restart"),
+                      ("kill", "container_kill"), ("pause", "container_pause"), ("unpause", "container_unpause")):
+        router.add("POST", f"/containers/{{id}}/{verb}", simple(job))
+    router.add("POST", "/containers/{id}/wait", wait)
+    router.add("GET", "/containers/{id}/logs", logs)
+    router.add("POST", "/containers/{id}/attach", attach)
+    router.add("POST", "/containers/{id}/resize", resize)
+    router.add("POST", "/containers/{id}/exec", exec_create)
+    router.add("GET", "/exec/{id}/json", exec_inspect)
+    router.add("POST", "/exec/{id}/start", exec_start)
+    router.add("POST", "/exec/{id}/resize", exec_resize)

@@ -1,0 +1,1 @@
+"""Exec drivers: how a container record becomes a running process (native = refengine libcontainer)."""
