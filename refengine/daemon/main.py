@@ -23,8 +23,10 @@ from ..engine.containers import netjobs
 from ..engine.containers.record import Container
 from ..engine.containers.store import ContainerStore
 from ..images.store import ContainerUse, ImageStore
+from ..libcontainer import cgroups
 from .handlers import containers as container_handlers
 from .handlers import images as image_handlers
+from .handlers import inspection as inspection_handlers
 from .handlers import lifecycle as lifecycle_handlers
 from .handlers import networks as network_handlers
 from .handlers import system as system_handlers
@@ -73,7 +75,8 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     engine = Engine()
     router = Router()
     os.makedirs(args.data_root, mode=0o711, exist_ok=True)
-    system_jobs.register(engine, system_jobs.SystemInfo(root_dir=args.data_root))
+    sysinfo = system_jobs.SystemInfo(root_dir=args.data_root)
+    system_jobs.register(engine, sysinfo)
     system_handlers.register(router, engine)
     events = event_jobs.EventLog()
     event_jobs.register(engine, events)
@@ -117,6 +120,17 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     container_jobs.register(engine, containers, image_jobs.StoreLookup(images), life, hooks, driver.name)
     lifecycle_jobs.register(engine, containers, life)
     lifecycle_handlers.register(router, engine, containers, life)
+    inspection_handlers.register(router, containers, life, images, volume_store)
+
+    def counts() -> dict[str, int]:
+        states = [c.state.status for c in containers]
+        return {"Containers": len(states), "ContainersRunning": states.count("running"),
+                "ContainersPaused": states.count("paused"),
+                "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
+                "Images": len(images.images())}
+    sysinfo.counts = counts
+    sysinfo.graph_driver = driver.name
+    sysinfo.cgroup_version = str(cgroups.detect().version)
     netjobs.register(engine, containers, network_store)
     container_handlers.register(router, engine)
     return engine, router

@@ -17,7 +17,6 @@ from ...engine.containers.store import ContainerStore
 from ...engine.errors import Conflict, InvalidParameter
 from ...engine.events import parse_time
 from ..http import (
-    MULTIPLEXED_STREAM,
     RAW_STREAM,
     HijackResponse,
     RawStream,
@@ -28,6 +27,10 @@ from ..http import (
     json_response,
 )
 from ..router import Router
+
+
+class NotImplementedByDriver(Exception):
+    http_status = 501
 
 
 def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecycle) -> None:
@@ -47,7 +50,7 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
         if not out and not err:
             raise InvalidParameter("Bad parameters: you must choose at least one stream")
         if ((c.host_config.get("LogConfig") or {}).get("Type") or "json-file") == "none":
-            raise InvalidParameter('configured logging driver does not support reading')
+            raise NotImplementedByDriver('configured logging driver does not support reading')
         tail = request.q("tail", "all")
         try:
             tail_n = None if tail in ("all", "", None) else int(tail)
@@ -62,8 +65,7 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
                 if False:
                     yield b""
             return StreamResponse(nothing(), content_type=RAW_STREAM)
-        return StreamResponse(logmod.read(c.log_path, opts, life.finished(c)),
-                              content_type=RAW_STREAM if opts.tty else MULTIPLEXED_STREAM)
+        return StreamResponse(logmod.read(c.log_path, opts, life.finished(c)), content_type=RAW_STREAM)
 
     async def attach(request: Request) -> HijackResponse:
         c = store.get(request.params["id"])
@@ -101,7 +103,7 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
             if c.config.get("StdinOnce"):
                 life.close_stdin(c)
 
-        return HijackResponse(run, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+        return HijackResponse(run, content_type=RAW_STREAM)  # 1.41: raw-stream even when framed (1.42 changed it)
 
     async def resize(request: Request) -> Response:
         c = store.get(request.params["id"])
@@ -117,7 +119,8 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
         rec = life.exec_get(request.params["id"])
         cfg = rec.config
         return json_response({
-            "CanRemove": False, "ContainerID": rec.container_id, "DetachKeys": "", "ExitCode": rec.exit_code,
+            "CanRemove": False, "ContainerID": rec.container_id, "DetachKeys": "",
+            **({"ExitCode": rec.exit_code} if rec.exit_code is not None else {}),
             "ID": rec.id, "OpenStderr": bool(cfg.get("AttachStderr")), "OpenStdin": bool(cfg.get("AttachStdin")),
             "OpenStdout": bool(cfg.get("AttachStdout")), "Running": rec.running, "Pid": rec.pid,
             "ProcessConfig": {"arguments": list(cfg["Cmd"][1:]), "entrypoint": cfg["Cmd"][0],
@@ -163,6 +166,8 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
                     if item is None:
                         open_streams -= 1
                         continue
+                    if not rec.config.get("AttachStdout" if item[0] == 1 else "AttachStderr", True):
+                        continue
                     await raw.write(item[1] if tty else logmod.frame(*item))
                 if reaper is not None:
                     await reaper
@@ -172,7 +177,7 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
                 if pump is not None:
                     pump.cancel()
                 raw.close_write()
-        return HijackResponse(run, content_type=RAW_STREAM if tty else MULTIPLEXED_STREAM)
+        return HijackResponse(run, content_type=RAW_STREAM)
 
     async def exec_resize(request: Request) -> Response:
         rec = life.exec_get(request.params["id"])

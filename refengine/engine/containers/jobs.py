@@ -151,11 +151,11 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
         for v in f.get("status", []):
             if v not in STATUSES:
                 raise InvalidParameter(f"Invalid filter 'status={v}'")
-        show_all = bool(job.getenv("all")) or bool(f.get("status")) or bool(f.get("exited"))
+        limit = job.getenv("limit")
+        show_all = bool(job.getenv("all")) or bool(f.get("status")) or bool(f.get("exited")) or bool(limit and limit > 0)
         found = [c for c in store if (show_all or c.state.status in ("running", "paused", "restarting"))
                  and _matches(c, f, store, hooks)]
         found.sort(key=lambda c: c.created, reverse=True)
-        limit = job.getenv("limit")
         if limit is not None and limit > 0:
             found = found[:limit]
         size = bool(job.getenv("size"))

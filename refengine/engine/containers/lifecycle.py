@@ -142,7 +142,8 @@ class Lifecycle(LayerRuntime):
         run = Running(lc, process, writer, stdin_w)
         run.subscribers |= self.pending.pop(c.id, set())  # clients that attached before the start
         self.running[c.id] = run
-        self.exits[c.id] = asyncio.Event()
+        if self.exits.get(c.id) is None or self.exits[c.id].is_set():
+            self.exits[c.id] = asyncio.Event()  # waiters of "next-exit" registered before the start keep theirs
         loop = asyncio.get_running_loop()
         if tty and process.console is not None:
             self._pump(loop, run, os.dup(process.console), 1)
@@ -287,11 +288,14 @@ class Lifecycle(LayerRuntime):
             timeout = c.config.get("StopTimeout") if c.config.get("StopTimeout") is not None else 10
         if c.state.paused:
             await asyncio.to_thread(run.lc.resume)
-        run.lc.signal(parse_signal(c.config.get("StopSignal"), signal.SIGTERM))
+        sig = parse_signal(c.config.get("StopSignal"), signal.SIGTERM)
+        run.lc.signal(sig)
+        self.event("kill", c, {"signal": str(sig)})
         try:
             await asyncio.wait_for(run.exited.wait(), max(0, timeout))
         except TimeoutError:
             run.lc.signal(signal.SIGKILL, all_processes=True)
+            self.event("kill", c, {"signal": str(int(signal.SIGKILL))})
             await asyncio.wait_for(run.exited.wait(), 30)
         self.event("stop", c, {})
 
@@ -435,6 +439,9 @@ class Lifecycle(LayerRuntime):
                     except OSError:
                         pass
         rec.running, rec.pid = True, proc.pid
+        c = self.store.by_id.get(rec.container_id)
+        if c is not None:
+            self.event("exec_start: " + " ".join(rec.config["Cmd"]), c, {"execID": rec.id})
         if tty and proc.console is not None:
             os.close(out_r)
             os.close(err_r)
@@ -512,7 +519,7 @@ def register(engine: Engine, store: ContainerStore, life: Lifecycle) -> None:
     async def wait(job: Job) -> dict[str, Any]:
         c = store.get(job.args[0])
         code = await life.wait(c, job.getenv("condition") or "not-running")
-        return {"StatusCode": code, "Error": None}
+        return {"StatusCode": code}
 
     async def pause(job: Job) -> None:
         await life.pause(store.get(job.args[0]), True)
