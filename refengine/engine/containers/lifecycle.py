@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -118,8 +119,10 @@ class Lifecycle(LayerRuntime):
         c.log_path = c.log_path or os.path.join(cdir, f"{c.id}-json.log")
         lc = LcContainer(cfg)
         try:
+            # Never None: that would hand the daemon's own stdio to the container
             process = await asyncio.to_thread(
-                lc.start, stdin_r if stdin_r is not None else None, None if tty else out_w, None if tty else err_w)
+                lc.start, stdin_r if stdin_r is not None else subprocess.DEVNULL,
+                subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w)
         except (StartError, ConfigError) as exc:
             for fd in (stdin_r, stdin_w, out_r, out_w, err_r, err_w):
                 if fd is not None:
@@ -423,8 +426,9 @@ class Lifecycle(LayerRuntime):
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            proc = await asyncio.to_thread(run.lc.exec, native.exec_config(rec.config), stdin_r,
-                                           None if tty else out_w, None if tty else err_w)
+            proc = await asyncio.to_thread(run.lc.exec, native.exec_config(rec.config),
+                                           stdin_r if stdin_r is not None else subprocess.DEVNULL,
+                                           subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w)
         except StartError as exc:
             rec.exit_code = exc.exit_code
             os.write(err_w, f"{exc}\n".encode())  # the client sees why, on stderr, as with dockerd
