@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conformance.client import ApiClient, error_message
+from conformance.client import RECORD, ApiClient, error_message
 from conformance.resources import Containers
 
 from . import files
@@ -83,7 +83,7 @@ def test_cpu_shares_default(cg: Cgroups) -> None:
 
 
 def _ncpu(api: ApiClient) -> int:
-    return int(api.get("/info").json().get("NCPU") or 1)
+    return int(api.get("/info", validate=RECORD).json().get("NCPU") or 1)
 
 
 @pytest.mark.req("cgroups.cpuset.cpus-applied")

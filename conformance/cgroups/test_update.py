@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
+from conformance.client import RECORD
+
 from . import files
 from .conftest import Cgroups, MiB
 
@@ -52,7 +54,7 @@ def test_update_visible_inside(cg: Cgroups, create: dict, update: dict, make: Ma
 
 @pytest.mark.req("cgroups.update.cpuset")
 def test_update_cpuset(cg: Cgroups) -> None:
-    if int(cg.api.get("/info").json().get("NCPU") or 1) < 2:
+    if int(cg.api.get("/info", validate=RECORD).json().get("NCPU") or 1) < 2:
         pytest.skip("moving a container between CPUs needs at least 2 CPUs")
     cid = cg.containers.run_long(HostConfig={"CpusetCpus": "0"})
     pid = cg.pid(cid)

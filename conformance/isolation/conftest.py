@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient
+from conformance.client import RECORD, ApiClient
 from conformance.host import Host
 from conformance.target import Target
 
@@ -20,7 +20,7 @@ from conformance.target import Target
 @pytest.fixture(scope="session")
 def engine_info(_session_api: ApiClient) -> dict[str, Any]:
     """GET /info of the target, read once per worker (SecurityOptions, Name, CgroupVersion ...)."""
-    resp = _session_api.get("/info")
+    resp = _session_api.get("/info", validate=RECORD)  # scene-setting: /info is the api checks' subject
     if resp.status_code != 200:
         pytest.fail(f"GET /info answered {resp.status_code} {resp.text[:200]!r}", pytrace=False)
     return resp.json()
