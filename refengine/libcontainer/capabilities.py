@@ -48,8 +48,19 @@ def last_cap() -> int:
         return len(NAMES) - 1
 
 
+_bounding: int | None = None
+
+
 def bounding_set() -> int:
-    """This process's capability bounding set (what any container we start can have at most)."""
+    """This process's capability bounding set (what any container we start can have at most).
+    Read once: a process's bounding set only ever shrinks, and the engine never shrinks its own."""
+    global _bounding
+    if _bounding is None:
+        _bounding = _read_bounding()
+    return _bounding
+
+
+def _read_bounding() -> int:
     mask = 0
     for cap in range(last_cap() + 1):
         try:

@@ -17,18 +17,18 @@ fd is one end of a SOCK_SEQPACKET socketpair, the other end is the parent's. Pro
 
 Everything the payload imports is imported up front: after pivot_root (or setns into a container's
 mount namespace) the host's Python library is out of reach. Only os, ctypes, _socket, _json,
-binascii, fcntl, resource and signal: no json/re/enum (each fresh start pays for every import).
+binascii, fcntl, resource and _signal: no json/re/enum (each fresh start pays for every import).
 """
 
 from __future__ import annotations
 
 import _json
+import _signal as signal  # the C module: `signal` imports enum (milliseconds per start)
 import _socket
 import binascii
 import fcntl
 import os
 import resource
-import signal
 import sys
 
 from . import capabilities, rootfs
@@ -163,8 +163,11 @@ def stage2(cfg: dict, ch: Channel) -> None:
     mode = cfg.get("mode", "create")
     if mode == "create":
         setup_rootfs(cfg, ch)
-    elif cfg.get("tty"):
-        setup_console(ch, None)
+    else:
+        if cfg.get("chroot"):  # the container has no mount namespace of its own: its root is a chroot
+            rootfs.chroot_into(cfg["chroot"])
+        if cfg.get("tty"):
+            setup_console(ch, None)
     finalize(cfg, ch)
 
 
@@ -179,7 +182,10 @@ def setup_rootfs(cfg: dict, ch: Channel) -> None:
                 rootfs.prepare_root(root, cfg.get("propagation", "rslave"))
             for m in cfg.get("mounts") or []:
                 step = f"mounting {m.get('type')} on {m['destination']}"
-                rootfs.mount_entry(root, m, userns)
+                if m.get("type") == "cgroup":
+                    rootfs.mount_cgroup(root, m, bool(cfg.get("cgroupns")))
+                else:
+                    rootfs.mount_entry(root, m, userns)
             if cfg.get("dev"):
                 step = "creating device nodes"
                 rootfs.create_devices(root, cfg.get("devices") or [], userns)
@@ -351,15 +357,16 @@ def finalize(cfg: dict, ch: Channel) -> None:
             raise InitError(f"setting rlimit {num} to {soft}:{hard}: {e}") from None
     if cfg.get("nnp"):
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    bpf = binascii.a2b_base64(cfg["seccomp"]) if cfg.get("seccomp") else None
-    if bpf is not None and not cfg.get("nnp"):
-        # without no_new_privs the filter can only be installed while we hold CAP_SYS_ADMIN: before the
-        # capabilities are dropped (runc does the same; the profile allows capset/setuid/execve)
-        _load_seccomp(bpf)
     uid, gid, groups, home = resolve_user(cfg.get("user") or "", cfg.get("groups") or [])
     env = list(cfg.get("env") or [])
     if not any(e.startswith("HOME=") for e in env):
         env.append("HOME=" + home)
+    bpf = binascii.a2b_base64(cfg["seccomp"]) if cfg.get("seccomp") else None
+    if bpf is not None and not cfg.get("nnp"):
+        # without no_new_privs the filter can only be installed while we hold CAP_SYS_ADMIN: before the
+        # capabilities are dropped (runc does the same; the profile must allow chdir, capset, setuid...,
+        # close_range, rt_sigaction, sendmsg and execve, as Docker's does)
+        _load_seccomp(bpf)
     cwd = cfg.get("cwd") or "/"
     try:
         os.chdir(cwd)
@@ -396,7 +403,7 @@ def finalize(cfg: dict, ch: Channel) -> None:
         _load_seccomp(bpf)  # as close to execve as possible
     ch.send({"type": "exec"})
     try:
-        os.execve(exe, args, env)
+        os.execve(exe, args, dict(e.split("=", 1) for e in env))
     except OSError as e:
         ch.error(f'exec: "{exe}": {_go_error(e)}', _exec_code(e.errno or 0))
         os._exit(_exec_code(e.errno or 0))
@@ -410,13 +417,23 @@ def _load_seccomp(bpf: bytes) -> None:
 
 
 def main(fd: int | None = None) -> None:
+    """Entry point of a freshly exec'd init (fd: our end of the channel)."""
     if fd is None:
         fd = int(sys.argv[-1])
+    prepare_process()
+    run(fd)
+
+
+def prepare_process() -> None:
     try:
         sc.prctl(sc.PR_SET_DUMPABLE, 0)  # /proc/<pid>/exe of the host interpreter stays hidden until execve
     except OSError:
         pass
     os.umask(0o022)
+
+
+def run(fd: int) -> None:
+    """Read the config from the channel and run the stages; never returns (exec or _exit)."""
     ch = Channel(fd)
     try:
         cfg = loads(ch.recv())
@@ -427,6 +444,7 @@ def main(fd: int | None = None) -> None:
     except BaseException as e:  # whatever it is, the parent must hear about it
         ch.error(f"container init failed: {type(e).__name__}: {e}", EXIT_FAILED)
         os._exit(EXIT_FAILED)
+    os._exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -114,10 +114,13 @@ def prepare_root(rootfs: str, propagation: str) -> None:
     """/ gets the configured propagation (rslave by default), the rootfs's parent mount is made private
     if it is shared (pivot_root refuses a shared parent), and the rootfs is bound onto itself so it is a
     mount point of its own."""
-    sc.mount(None, "/", None, PROPAGATION.get(propagation or "rslave", sc.MS_SLAVE | sc.MS_REC))
-    parent = _mount_point_of(rootfs)
-    if parent is not None and parent[1]:
-        sc.mount(None, parent[0], None, sc.MS_PRIVATE)
+    flags = PROPAGATION.get(propagation or "rslave", sc.MS_SLAVE | sc.MS_REC)
+    sc.mount(None, "/", None, flags)
+    if flags & sc.MS_SHARED or not flags & sc.MS_REC:
+        # only then can the rootfs's parent still be shared (reading mountinfo costs ~ms on busy hosts)
+        parent = _mount_point_of(rootfs)
+        if parent is not None and parent[1]:
+            sc.mount(None, parent[0], None, sc.MS_PRIVATE)
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
 
 
@@ -164,6 +167,87 @@ def mount_entry(rootfs: str, m: dict, userns: bool) -> None:
                 raise
     for p in prop:
         sc.mount(None, dest, None, p)
+
+
+def _cgroup_mounts() -> list[tuple[str, str, str, str]]:
+    """(fstype, mount point, mount root, super options) of every cgroup/cgroup2 mount we see."""
+    out = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype = fields[sep + 1]
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((fstype, fields[4], fields[3], fields[sep + 3]))
+    return out
+
+
+def _own_cgroups() -> dict[str, str]:
+    """/proc/self/cgroup as {controller list ('' for v2): path}."""
+    out = {}
+    with open("/proc/self/cgroup") as fh:
+        for line in fh:
+            _hid, ctrls, path = line.rstrip("\n").split(":", 2)
+            out[ctrls] = path
+    return out
+
+
+def mount_cgroup(rootfs: str, m: dict, private_ns: bool) -> None:
+    """Docker's /sys/fs/cgroup: the container's own cgroup, as runc mounts it.
+
+    cgroup v2 (unified host): a cgroup2 mount in a private cgroup namespace (its root is our cgroup),
+    else a bind of our cgroup's directory. v1: a tmpfs with one directory per hierarchy, each either
+    a fresh cgroup mount of that hierarchy (private namespace: it shows the namespace root, our cgroup)
+    or a bind of our cgroup's directory in it; co-mounted controllers get symlinks (cpu -> cpu,cpuacct).
+    Read-only (the tmpfs too) when the options say ro. Runs after the parent put us in our cgroup.
+    """
+    dest = secure_join(rootfs, m["destination"])
+    flags, _clear, _prop, _data = parse_options(m.get("options") or [])
+    ro = flags & sc.MS_RDONLY
+    base = flags & ~sc.MS_RDONLY
+    mounts = _cgroup_mounts()
+    own = _own_cgroups()
+    _ensure(dest, True)
+    unified = [x for x in mounts if x[0] == "cgroup2" and x[1] == "/sys/fs/cgroup"]
+    if unified:
+        if private_ns:
+            sc.mount("cgroup2", dest, "cgroup2", flags)
+        else:
+            _bind_cgroup(unified[0], own.get("", "/"), dest, flags)
+        return
+    sc.mount("tmpfs", dest, "tmpfs", base, "mode=755")
+    for fstype, mp, root, opts in mounts:
+        if fstype != "cgroup" or os.path.dirname(mp) != "/sys/fs/cgroup":
+            continue
+        ctrls = [o for o in opts.split(",") if o not in ("rw", "ro") and not o.startswith("release_agent")]
+        name = os.path.basename(mp)
+        sub = os.path.join(dest, name)
+        os.makedirs(sub, 0o755, exist_ok=True)
+        key = next((k for k in own if set(k.split(",")) == set(ctrls)), None)
+        try:
+            if private_ns:
+                sc.mount("cgroup", sub, "cgroup", flags, ",".join(ctrls))
+            else:
+                _bind_cgroup((fstype, mp, root, opts), own.get(key or "", "/"), sub, flags)
+        except OSError as e:
+            if e.errno not in (1, 13) or not private_ns:
+                raise
+            _bind_cgroup((fstype, mp, root, opts), own.get(key or "", "/"), sub, flags)  # userns: bind instead
+        if "," in name:
+            for part in name.split(","):
+                link = os.path.join(dest, part)
+                if not os.path.lexists(link):
+                    os.symlink(name, link)
+    if ro:
+        sc.mount("tmpfs", dest, None, sc.MS_REMOUNT | base | sc.MS_RDONLY, "mode=755")
+
+
+def _bind_cgroup(mount: tuple[str, str, str, str], own_path: str, dest: str, flags: int) -> None:
+    _fstype, mp, root, _opts = mount
+    rel = own_path[len(root):] if root != "/" and own_path.startswith(root) else own_path
+    src = mp.rstrip("/") + "/" + rel.lstrip("/")
+    sc.mount(src, dest, None, sc.MS_BIND | sc.MS_REC)
+    sc.mount(src, dest, None, sc.MS_BIND | sc.MS_REMOUNT | (flags & ~sc.MS_REC) | _kept_flags(dest))
 
 
 def create_devices(rootfs: str, devices: list[dict], userns: bool) -> None:

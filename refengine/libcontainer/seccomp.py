@@ -95,6 +95,7 @@ class _ArgCmp(ctypes.Structure):
 _lib: ctypes.CDLL | None = None
 _lock = threading.Lock()
 _cache: dict[tuple[str, int], bytes] = {}
+_default_cache: dict[int, bytes] = {}
 
 
 def _libseccomp() -> ctypes.CDLL:
@@ -223,7 +224,10 @@ def program_for(setting: str | dict[str, Any] | None, cap_mask: int) -> bytes | 
     if setting is None or setting == "unconfined":
         return None
     if setting == "default":
-        return compile_profile(DEFAULT_PROFILE, cap_mask)
+        prog = _default_cache.get(cap_mask)
+        if prog is None:  # keyed by the mask alone: no JSON dump of the profile per container
+            prog = _default_cache[cap_mask] = compile_profile(DEFAULT_PROFILE, cap_mask)
+        return prog
     if isinstance(setting, str):
         try:
             setting = json.loads(setting)
