@@ -9,7 +9,8 @@ fd is one end of a SOCK_SEQPACKET socketpair, the other end is the parent's. Pro
     parent -> init   {"type": "userns-ok"}
     init -> parent   {"type": "pid", "pid"}  (the payload forked; its parent is our parent: CLONE_PARENT;
                                               this intermediate process exits at once)
-    parent -> payload {"type": "go"}         (after cgroup add, network hook, oom_score_adj)
+    parent -> payload {"type": "go", "cgroup_dirs"}  (it has our pid: build the rootfs meanwhile)
+    parent -> payload {"type": "run"}        (after cgroup add, network hook, oom_score_adj: see stage2)
     payload -> parent {"type": "console"} + SCM_RIGHTS master fd   (tty only)
     payload -> parent {"type": "exec"}       (about to execve; the socket is CLOEXEC: EOF = exec done)
     any -> parent     {"type": "error", "message", "code"}  then exit(code): 127 not found, 126 cannot
@@ -98,11 +99,21 @@ class Channel:
     def recv(self) -> bytes:
         return self.sock.recv(RECV_MAX)
 
-    def expect(self, kind: str) -> None:
+    def expect(self, kind: str) -> dict:
         data = self.recv()
-        if data != dumps({"type": kind}):
+        msg = loads(data) if data.startswith(b"{") else None
+        if not isinstance(msg, dict) or msg.get("type") != kind:
             # the parent went away (EOF) or refused: nothing to report to
             os._exit(EXIT_FAILED)
+        return msg
+
+    released = False
+
+    def await_run(self) -> None:
+        """Block until the parent says the payload may run (cgroup joined, network hook done). Idempotent."""
+        if not self.released:
+            self.expect("run")
+            self.released = True
 
     def error(self, message: str, code: int) -> None:
         try:
@@ -155,23 +166,29 @@ def stage1(cfg: dict, ch: Channel) -> None:
 
 
 def stage2(cfg: dict, ch: Channel) -> None:
-    ch.expect("go")
+    """The payload-to-be. Two releases from the parent: "go" (it has our pid; carries our cgroup's
+    directories) lets us build the rootfs while it moves us into our cgroup and runs its network hook
+    -- a cgroup migration waits for an RCU grace period, milliseconds we overlap with the mounts --
+    and "run" (all that done) must come before anything that depends on it: the cgroup namespace,
+    hostname/sysctls (after the network hook, as runc's prestart hooks), and the payload itself."""
+    go = ch.expect("go")
     os.setsid()
     if cfg.get("cgroupns"):
-        # after the parent put us in our cgroup: that cgroup becomes the namespace's root
+        ch.await_run()  # our cgroup becomes the namespace's root: be in it first
         sc.unshare(sc.CLONE_NEWCGROUP)
     mode = cfg.get("mode", "create")
     if mode == "create":
-        setup_rootfs(cfg, ch)
+        setup_rootfs(cfg, ch, go.get("cgroup_dirs") or [])
     else:
         if cfg.get("chroot"):  # the container has no mount namespace of its own: its root is a chroot
             rootfs.chroot_into(cfg["chroot"])
         if cfg.get("tty"):
             setup_console(ch, None)
+    ch.await_run()
     finalize(cfg, ch)
 
 
-def setup_rootfs(cfg: dict, ch: Channel) -> None:
+def setup_rootfs(cfg: dict, ch: Channel, cgroup_dirs: list[str]) -> None:
     root = cfg["rootfs"]
     mntns = cfg.get("mntns", "new")
     userns = bool(cfg.get("in_userns"))
@@ -183,7 +200,7 @@ def setup_rootfs(cfg: dict, ch: Channel) -> None:
             for m in cfg.get("mounts") or []:
                 step = f"mounting {m.get('type')} on {m['destination']}"
                 if m.get("type") == "cgroup":
-                    rootfs.mount_cgroup(root, m, bool(cfg.get("cgroupns")))
+                    rootfs.mount_cgroup(root, m, bool(cfg.get("cgroupns")), cgroup_dirs)
                 else:
                     rootfs.mount_entry(root, m, userns)
             if cfg.get("dev"):
@@ -199,6 +216,7 @@ def setup_rootfs(cfg: dict, ch: Channel) -> None:
             raise InitError(f"{step}: {e.strerror or e}") from None
     if cfg.get("tty"):
         setup_console(ch, "/dev/console" if cfg.get("dev") else None)
+    ch.await_run()
     try:
         if cfg.get("hostname") is not None:
             sc.sethostname(cfg["hostname"])

@@ -192,14 +192,16 @@ def _own_cgroups() -> dict[str, str]:
     return out
 
 
-def mount_cgroup(rootfs: str, m: dict, private_ns: bool) -> None:
+def mount_cgroup(rootfs: str, m: dict, private_ns: bool, own_dirs: list[str] | None = None) -> None:
     """Docker's /sys/fs/cgroup: the container's own cgroup, as runc mounts it.
 
     cgroup v2 (unified host): a cgroup2 mount in a private cgroup namespace (its root is our cgroup),
     else a bind of our cgroup's directory. v1: a tmpfs with one directory per hierarchy, each either
     a fresh cgroup mount of that hierarchy (private namespace: it shows the namespace root, our cgroup)
     or a bind of our cgroup's directory in it; co-mounted controllers get symlinks (cpu -> cpu,cpuacct).
-    Read-only (the tmpfs too) when the options say ro. Runs after the parent put us in our cgroup.
+    Read-only (the tmpfs too) when the options say ro. `own_dirs` are our cgroup's directories as the
+    parent made them (so this need not wait for the parent to have moved us there); without them,
+    /proc/self/cgroup says where we are.
     """
     dest = secure_join(rootfs, m["destination"])
     flags, _clear, _prop, _data = parse_options(m.get("options") or [])
@@ -213,7 +215,8 @@ def mount_cgroup(rootfs: str, m: dict, private_ns: bool) -> None:
         if private_ns:
             sc.mount("cgroup2", dest, "cgroup2", flags)
         else:
-            _bind_cgroup(unified[0], own.get("", "/"), dest, flags)
+            given = next((d for d in own_dirs or [] if d.startswith("/sys/fs/cgroup/")), None)
+            _bind_cgroup(unified[0], given[len("/sys/fs/cgroup"):] if given else own.get("", "/"), dest, flags)
         return
     sc.mount("tmpfs", dest, "tmpfs", base, "mode=755")
     for fstype, mp, root, opts in mounts:
@@ -224,15 +227,19 @@ def mount_cgroup(rootfs: str, m: dict, private_ns: bool) -> None:
         sub = os.path.join(dest, name)
         os.makedirs(sub, 0o755, exist_ok=True)
         key = next((k for k in own if set(k.split(",")) == set(ctrls)), None)
+        given = next((d for d in own_dirs or [] if d.startswith(mp.rstrip("/") + "/")), None)
+        path = given[len(mp.rstrip("/")):] if given else own.get(key or "", "/")
+        if given and root != "/":
+            path = root.rstrip("/") + path  # _bind_cgroup strips the mount's root again
         try:
             if private_ns:
                 sc.mount("cgroup", sub, "cgroup", flags, ",".join(ctrls))
             else:
-                _bind_cgroup((fstype, mp, root, opts), own.get(key or "", "/"), sub, flags)
+                _bind_cgroup((fstype, mp, root, opts), path, sub, flags)
         except OSError as e:
             if e.errno not in (1, 13) or not private_ns:
                 raise
-            _bind_cgroup((fstype, mp, root, opts), own.get(key or "", "/"), sub, flags)  # userns: bind instead
+            _bind_cgroup((fstype, mp, root, opts), path, sub, flags)  # userns: bind instead
         if "," in name:
             for part in name.split(","):
                 link = os.path.join(dest, part)
