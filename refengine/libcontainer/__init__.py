@@ -4,7 +4,12 @@ The bottom of the engine, in the spirit of runc's libcontainer: kernel-facing co
 logic. Public API (imported lazily: the container init imports this package too and must start fast):
 
     Container, ContainerConfig, ExecConfig, NamespaceSpec, Mount, IDMap, Rlimit, Device,
-    Process, StartError, ConfigError, active_faults, FAULTS, cgroups (subpackage)
+    Process, StartError, ConfigError, active_faults, FAULTS, shutdown_forkserver, cgroups (subpackage)
+
+Modules: config (the records), container (config -> init dict with faults applied, cgroup, start /
+exec / signal / stop / destroy), process (parent side of the init protocol, Process, fork server
+handle), init (the container init: namespaces, rootfs, user, caps, seccomp, exec), forkserver
+(pre-warmed init), rootfs, capabilities, seccomp, userns, syscalls (ctypes), faults.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ _EXPORTS = {
     "IDMap": "config", "Rlimit": "config", "Device": "config", "ConfigError": "config",
     "default_mounts": "config", "default_namespaces": "config",
     "DOCKER_MASKED_PATHS": "config", "DOCKER_READONLY_PATHS": "config",
-    "Process": "process", "StartError": "process",
+    "Process": "process", "StartError": "process", "shutdown_forkserver": "process",
     "active_faults": "faults", "FAULTS": "faults", "FaultsRefused": "faults",
 }
 

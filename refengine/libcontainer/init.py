@@ -170,7 +170,7 @@ def stage2(cfg: dict, ch: Channel) -> None:
     directories) lets us build the rootfs while it moves us into our cgroup and runs its network hook
     -- a cgroup migration waits for an RCU grace period, milliseconds we overlap with the mounts --
     and "run" (all that done) must come before anything that depends on it: the cgroup namespace,
-    hostname/sysctls (after the network hook, as runc's prestart hooks), and the payload itself."""
+    sysctls (after the network hook, as runc's prestart hooks), and the payload itself."""
     go = ch.expect("go")
     os.setsid()
     if cfg.get("cgroupns"):
@@ -216,12 +216,13 @@ def setup_rootfs(cfg: dict, ch: Channel, cgroup_dirs: list[str]) -> None:
             raise InitError(f"{step}: {e.strerror or e}") from None
     if cfg.get("tty"):
         setup_console(ch, "/dev/console" if cfg.get("dev") else None)
-    ch.await_run()
     try:
         if cfg.get("hostname") is not None:
             sc.sethostname(cfg["hostname"])
         if cfg.get("domainname") is not None:
             sc.setdomainname(cfg["domainname"])
+        if cfg.get("sysctl"):
+            ch.await_run()  # after the network hook (as runc's prestart hooks), before /proc/sys turns ro
         for key, value in (cfg.get("sysctl") or {}).items():
             with open("/proc/sys/" + key.replace(".", "/"), "wb") as fh:
                 fh.write(value.encode())

@@ -167,7 +167,10 @@ class Process:
 
 
 def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    data, anc, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(4 * 4))
+    try:
+        data, anc, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(4 * 4))
+    except ConnectionResetError:  # the init exited with our last message unread: same as EOF
+        return None, []
     fds: list[int] = []
     for level, kind, payload in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

@@ -58,8 +58,14 @@ def cgroup_parent() -> Iterator[str]:
 
     name = "refengine-test-" + secrets.token_hex(4)
     yield name
+    driver = cgroups.detect(name)
+    for child in driver.list():  # everything under our test parent is ours
+        try:
+            driver.load(child).destroy()
+        except cgroups.CgroupError:
+            pass
     try:
-        cgroups.detect(name).remove_parent()
+        driver.remove_parent()
     except Exception:  # noqa: BLE001 - nothing was created, or it is already gone
         pass
 

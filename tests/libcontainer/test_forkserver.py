@@ -59,3 +59,41 @@ def test_fork_server_exits_with_its_engine(lc, monkeypatch) -> None:
     process.shutdown_forkserver()  # closes our end: the server sees EOF and exits; we reap it
     assert not os.path.exists(f"/proc/{pid}")
     assert lc.run("echo back")[1] == "back\n"
+
+
+@pytest.mark.parametrize("mode", ["forkserver", "exec"])
+def test_no_fd_leak(lc, monkeypatch, mode: str) -> None:
+    monkeypatch.setenv("REFENGINE_FORKSERVER", "1" if mode == "forkserver" else "0")
+    lc.run("true")  # the fork server's socket, if any, exists from here on
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        lc.run("true", cgroup=True)
+        lc.made[-1].destroy()  # closes its pidfd and pipes
+        c = lc.start(["sh", "-c", "echo x"], tty=False)
+        c.process.stdout.read()
+        c.destroy()
+        c.process.close()
+    with pytest.raises(process.StartError):
+        lc.make(["nope"]).start()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_concurrent_starts_from_threads(lc) -> None:
+    import threading
+
+    results: list[tuple[int, str]] = []
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            results.append(lc.run(f"echo {i}", cgroup=True, hostname=f"h{i}"))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sorted(out.strip() for _, out in results) == [str(i) for i in range(6)]
