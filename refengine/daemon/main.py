@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from ..drivers.graph import detect_driver
@@ -71,7 +72,7 @@ def listen_config(args: argparse.Namespace) -> ListenConfig:
                         tlscert=args.tlscert, tlskey=args.tlskey, insecure_tcp=args.insecure_tcp)
 
 
-def build(args: argparse.Namespace) -> tuple[Engine, Router]:
+def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaitable[None]]]:
     engine = Engine()
     router = Router()
     os.makedirs(args.data_root, mode=0o711, exist_ok=True)
@@ -131,9 +132,23 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router]:
     sysinfo.counts = counts
     sysinfo.graph_driver = driver.name
     sysinfo.cgroup_version = str(cgroups.detect().version)
+
+    async def shutdown() -> None:
+        """Without a monitor process containers cannot outlive the daemon: stop them, then remove our
+        (now empty) parent cgroups so nothing of refengine's is left in the hierarchy."""
+        for c in list(containers):
+            if c.id in life.running:
+                try:
+                    await life.stop(c, 5)
+                except Exception:
+                    log.exception("stopping %s at shutdown", c.id[:12])
+        try:
+            cgroups.detect().remove_parent()
+        except Exception as exc:  # e.g. another refengined still uses it: leave it to that one
+            log.warning("parent cgroup not removed: %s", exc)
     netjobs.register(engine, containers, network_store)
     container_handlers.register(router, engine)
-    return engine, router
+    return engine, router, shutdown
 
 
 def _volume_names(c: Container) -> list[str]:
@@ -150,7 +165,7 @@ def _volume_names(c: Container) -> list[str]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    _engine, router = build(args)
+    _engine, router, shutdown = build(args)
     server = Server(router, listen_config(args))
     await server.start()
     stop = asyncio.Event()
@@ -160,6 +175,7 @@ async def serve(args: argparse.Namespace) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+    await shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
