@@ -112,7 +112,15 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
         return volume_jobs.data_dir(args.data_root, name)
 
     life = lifecycle_jobs.Lifecycle(images, containers, volume_dir,
-                                    lambda action, c, extra: hooks.event("container", action, c, extra))
+                                    lambda action, c, extra: hooks.event("container", action, c, extra),
+                                    lambda: volume_store.create(anonymous=True).name)
+
+    def remove_anonymous(c: Container) -> None:
+        for m in c.mounts:
+            vol = volume_store.volumes.get(m.get("Name") or "")
+            if vol is not None and vol.anonymous:
+                volume_store.remove(vol.name, force=True)
+    hooks.remove_anonymous_volumes = remove_anonymous
     for c in containers:  # no monitor process keeps containers across a daemon restart yet
         if c.state.running or c.state.paused:
             c.state.status, c.state.running, c.state.paused, c.state.pid = "exited", False, False, 0
@@ -161,6 +169,7 @@ def _volume_names(c: Container) -> list[str]:
     for mount in c.host_config.get("Mounts") or []:
         if mount.get("Type", "volume") == "volume" and mount.get("Source"):
             names.append(mount["Source"])
+    names += [m["Name"] for m in c.mounts if m.get("Type") == "volume" and m.get("Name")]
     return names
 
 

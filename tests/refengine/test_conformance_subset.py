@@ -33,6 +33,7 @@ EXPECTED_TO_PASS = [
     API + "test_images.py",  # the in-use checks need containers: they fail until containers run
     API + "test_containers_create.py",
     API + "test_logs.py",
+    API + "test_volumes.py",
     API + "test_http.py::test_short_body",
     API + "test_http.py::test_expect_continue",
     API + "test_http.py::test_content_length_framing",
@@ -41,7 +42,6 @@ EXPECTED_TO_PASS = [
 
 # Checks in the files above that refengine cannot pass yet, and why.
 KNOWN_GAPS = {
-    "test_containers_create.py::test_remove_anonymous_volume": "anonymous volumes from an image's Volumes",
     "test_images.py::test_remove_in_use": "a running container using the image: containers do not start yet",
     "test_networks.py::test_connect": "POST /networks/{id}/connect is not wired to containers yet",
     "test_networks.py::test_disconnect": "POST /networks/{id}/disconnect is not wired to containers yet",

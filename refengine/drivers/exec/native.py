@@ -31,6 +31,7 @@ class RunSpec:
     volume_dir: callable  # name -> host directory of a named volume  # type: ignore[valid-type]
     etc_files: dict[str, str] = field(default_factory=dict)  # container path -> host file (hosts, hostname...)
     peer_pid: callable = lambda ref: 0  # container ref -> PID (container:X modes)  # type: ignore[valid-type]
+    anonymous: list[tuple[str, str]] = field(default_factory=list)  # (destination, host dir) of anonymous volumes
 
 
 def _namespaces(hc: dict[str, Any], spec: RunSpec) -> list[NamespaceSpec]:
@@ -122,6 +123,7 @@ def container_config(cid: str, config: dict[str, Any], hc: dict[str, Any], spec:
             nnp = value in ("", "true")
     mounts = default_mounts(hc.get("ShmSize") or 64 << 20, ipc_none=hc.get("IpcMode") == "none")
     mounts += [Mount(path, "bind", host, ["rbind"]) for path, host in spec.etc_files.items()]
+    mounts += [Mount(dest, "bind", host, ["rbind"]) for dest, host in spec.anonymous]
     mounts += _binds(hc, spec)
     return ContainerConfig(
         rootfs=spec.rootfs, args=argv, id=cid, env=list(config.get("Env") or []),

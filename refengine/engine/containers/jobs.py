@@ -217,9 +217,9 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
             await runtime.kill_and_wait(c)
         c.state.status = "removing"
         await runtime.cleanup(c)
+        store.remove(c)  # first: the volumes are no longer in use once the container is gone
         if volumes:
             hooks.remove_anonymous_volumes(c)
-        store.remove(c)
         hooks.event("container", "destroy", c, {})
 
     async def prune(job: Job) -> dict[str, Any]:

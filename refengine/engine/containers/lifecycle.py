@@ -68,9 +68,11 @@ class ExecRecord:
 
 class Lifecycle(LayerRuntime):
     def __init__(self, images: ImageStore, store: ContainerStore, volume_dir: Callable[[str], str],
-                 event: Callable[[str, Container, dict[str, str]], None]) -> None:
+                 event: Callable[[str, Container, dict[str, str]], None],
+                 new_anonymous_volume: Callable[[], str] = lambda: "") -> None:
         super().__init__(images)
         self.store, self.volume_dir, self.event = store, volume_dir, event
+        self.new_anonymous_volume = new_anonymous_volume
         self.running: dict[str, Running] = {}
         self.exits: dict[str, asyncio.Event] = {}  # a fresh event per container run (next-exit waiters)
         self.removed: dict[str, asyncio.Event] = {}
@@ -92,6 +94,18 @@ class Lifecycle(LayerRuntime):
         if run is not None and run.lc.cgroup is not None:
             await asyncio.to_thread(run.lc.cgroup.update, cgroups.resources_from_host_config(c.host_config))
 
+    async def prepare(self, c: Container) -> None:
+        """The writable layer, then an anonymous volume for each of Config.Volumes no bind or mount covers."""
+        await super().prepare(c)
+        covered = {b.split(":")[1] for b in c.host_config.get("Binds") or [] if ":" in b}
+        covered |= {m.get("Target") for m in c.host_config.get("Mounts") or []}
+        for dest in sorted(c.config.get("Volumes") or {}):
+            if dest in covered:
+                continue
+            name = self.new_anonymous_volume()
+            c.mounts.append({"Type": "volume", "Name": name, "Source": self.volume_dir(name), "Destination": dest,
+                             "Driver": "local", "Mode": "", "RW": True, "Propagation": ""})
+
     async def cleanup(self, c: Container) -> None:
         await super().cleanup(c)
         self.removed.setdefault(c.id, asyncio.Event()).set()
@@ -104,7 +118,9 @@ class Lifecycle(LayerRuntime):
         cdir = self.store.container_dir(c.id)
         etc = self._etc_files(c, cdir)
         spec = native.RunSpec(rootfs=rootfs, volume_dir=self.volume_dir, etc_files=etc,
-                              peer_pid=lambda ref: self._peer_pid(ref))
+                              peer_pid=lambda ref: self._peer_pid(ref),
+                              anonymous=[(m["Destination"], m["Source"]) for m in c.mounts
+                                         if m.get("Type") == "volume" and m.get("Name")])
         try:
             cfg = native.container_config(c.id, c.config, c.host_config, spec)
         except ConfigError as exc:
