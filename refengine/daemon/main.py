@@ -25,6 +25,7 @@ from ..engine.containers.record import Container
 from ..engine.containers.store import ContainerStore
 from ..images.store import ContainerUse, ImageStore
 from ..libcontainer import cgroups
+from .handlers import archive as archive_handlers
 from .handlers import containers as container_handlers
 from .handlers import images as image_handlers
 from .handlers import inspection as inspection_handlers
@@ -130,6 +131,7 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     lifecycle_jobs.register(engine, containers, life)
     lifecycle_handlers.register(router, engine, containers, life)
     inspection_handlers.register(router, containers, life, images, volume_store)
+    archive_handlers.register(router, containers, images)
 
     def counts() -> dict[str, int]:
         states = [c.state.status for c in containers]

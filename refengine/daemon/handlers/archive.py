@@ -1,0 +1,143 @@
+"""/containers/{id}/archive: stat (HEAD), download (GET) and upload (PUT) of paths in a container's rootfs.
+
+Paths are resolved inside the container's root filesystem with symlinks confined to it (an absolute
+link target means the container's root, as in a chroot). Paths under volumes and bind mounts are
+not visible this way yet (dockerd resolves them in the container's mount namespace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import stat
+import tarfile
+from typing import Any
+
+from ...engine.containers.store import ContainerStore
+from ...engine.errors import InvalidParameter, NotFound
+from ...images.store import ImageStore
+from ..http import Request, Response
+from ..router import Router
+
+# Go's os.FileMode type bits, which the path stat header carries
+GO_MODE_DIR, GO_MODE_SYMLINK, GO_MODE_DEVICE = 1 << 31, 1 << 27, 1 << 26
+GO_MODE_PIPE, GO_MODE_SOCKET, GO_MODE_SETUID, GO_MODE_SETGID = 1 << 25, 1 << 24, 1 << 23, 1 << 22
+GO_MODE_CHAR, GO_MODE_STICKY = 1 << 21, 1 << 20
+
+
+def go_mode(st: os.stat_result) -> int:
+    mode = st.st_mode & 0o777
+    kind = stat.S_IFMT(st.st_mode)
+    mode |= {stat.S_IFDIR: GO_MODE_DIR, stat.S_IFLNK: GO_MODE_SYMLINK, stat.S_IFIFO: GO_MODE_PIPE,
+             stat.S_IFSOCK: GO_MODE_SOCKET, stat.S_IFBLK: GO_MODE_DEVICE,
+             stat.S_IFCHR: GO_MODE_DEVICE | GO_MODE_CHAR}.get(kind, 0)
+    if st.st_mode & stat.S_ISUID:
+        mode |= GO_MODE_SETUID
+    if st.st_mode & stat.S_ISGID:
+        mode |= GO_MODE_SETGID
+    if st.st_mode & stat.S_ISVTX:
+        mode |= GO_MODE_STICKY
+    return mode
+
+
+def resolve(root: str, path: str, follow_last: bool = False) -> str:
+    """`path` inside `root` on the host, following symlinks without leaving root."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    current, hops = root, 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = os.path.dirname(current) if current != root else root
+            continue
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate) and (parts or follow_last):
+            hops += 1
+            if hops > 40:
+                raise InvalidParameter(f"too many levels of symbolic links: {path}")
+            target = os.readlink(candidate)
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            current = root if target.startswith("/") else current
+            continue
+        current = candidate
+    return current
+
+
+def register(router: Router, store: ContainerStore, images: ImageStore) -> None:
+    async def with_rootfs(cid: str, fn: Any) -> Any:
+        root = await asyncio.to_thread(images.layers.mount, cid)  # refcounted: fine while it runs
+        try:
+            return await asyncio.to_thread(fn, root)
+        finally:
+            await asyncio.to_thread(images.layers.unmount, cid)
+
+    def path_param(request: Request) -> str:
+        path = request.q("path")
+        if not path:
+            raise InvalidParameter("path is required: GET /containers/{id}/archive?path=<path in the container>")
+        return path
+
+    def stat_of(root: str, path: str, cid: str) -> tuple[str, dict[str, Any]]:
+        host = resolve(root, path)
+        try:
+            st = os.lstat(host)
+        except FileNotFoundError:
+            raise NotFound(f"Could not find the file {path} in container {cid}") from None
+        link = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
+        name = os.path.basename(path.rstrip("/")) or "/"
+        return host, {"name": name, "size": st.st_size, "mode": go_mode(st),
+                      "mtime": _go_time(st.st_mtime), "linkTarget": link}
+
+    def header(info: dict[str, Any]) -> tuple[str, str]:
+        return ("X-Docker-Container-Path-Stat", base64.b64encode(json.dumps(info).encode()).decode())
+
+    async def head(request: Request) -> Response:
+        c = store.get(request.params["id"])
+        path = path_param(request)
+        _, info = await with_rootfs(c.id, lambda root: stat_of(root, path, c.id))
+        return Response(200, headers=[header(info)])
+
+    async def get(request: Request) -> Response:
+        c = store.get(request.params["id"])
+        path = path_param(request)
+
+        def pack(root: str) -> tuple[bytes, dict[str, Any]]:
+            host, info = stat_of(root, path, c.id)
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                tar.add(host, arcname=info["name"], recursive=True)
+            return buf.getvalue(), info
+        data, info = await with_rootfs(c.id, pack)
+        return Response(200, data, headers=[header(info)], content_type="application/x-tar")
+
+    async def put(request: Request) -> Response:
+        c = store.get(request.params["id"])
+        path = path_param(request)
+        data = await request.body(limit=8 << 30)
+
+        def unpack(root: str) -> None:
+            dest = resolve(root, path, follow_last=True)
+            if not os.path.exists(dest):
+                raise NotFound(f"Could not find the file {path} in container {c.id}")
+            if not os.path.isdir(dest):
+                raise InvalidParameter(f"extraction point is not a directory: {path}")
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                    # the "tar" filter refuses members that would land outside dest (.., absolute paths, links out)
+                    tar.extractall(dest, filter="tar")
+            except (tarfile.TarError, OSError) as exc:
+                raise InvalidParameter(f"cannot extract the archive into {path}: {exc}") from None
+        await with_rootfs(c.id, unpack)
+        return Response(200)
+
+    router.add("HEAD", "/containers/{id}/archive", head)
+    router.add("GET", "/containers/{id}/archive", get)
+    router.add("PUT", "/containers/{id}/archive", put)
+
+
+def _go_time(ts: float) -> str:
+    import datetime as dt
+    t = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
