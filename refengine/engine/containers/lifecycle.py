@@ -253,6 +253,8 @@ class Lifecycle(LayerRuntime):
             c.restart_count += 1
             self.store.save(c)
             await asyncio.sleep(0.1 * min(c.restart_count, 10))
+            if c.manually_stopped or c.id not in self.store.by_id:
+                return
             try:
                 await self.start(c)
                 self.event("restart", c, {})
@@ -299,10 +301,11 @@ class Lifecycle(LayerRuntime):
 
     # --- control --------------------------------------------------------------------------------
     async def stop(self, c: Container, timeout: int | None) -> None:
+        c.manually_stopped = True  # also when it is between two restarts: it must not come back
         run = self.running.get(c.id)
         if run is None:
+            self.store.save(c)
             raise NotModified()
-        c.manually_stopped = True
         if timeout is None:
             timeout = c.config.get("StopTimeout") if c.config.get("StopTimeout") is not None else 10
         if c.state.paused:
@@ -325,6 +328,8 @@ class Lifecycle(LayerRuntime):
         if sig == signal.SIGKILL:
             c.manually_stopped = True
         run.lc.signal(sig)
+        if c.state.paused and sig == signal.SIGKILL:
+            await asyncio.to_thread(run.lc.resume)  # a frozen task only dies once thawed
         self.event("kill", c, {"signal": str(sig)})
 
     async def pause(self, c: Container, pause: bool) -> None:
