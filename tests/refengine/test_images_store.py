@@ -282,7 +282,7 @@ def test_changes_match_dockerd(store: ImageStore, probe: tuple[ProbeImages, byte
         assert docker.post(docker_url(f"/containers/{cid}/wait")).json()["StatusCode"] == 0
         theirs = docker.get(docker_url(f"/containers/{cid}/changes")).json()
     finally:
-        docker.delete(docker_url(f"/containers/{cid}?force=1"))
+        docker.delete(docker_url(f"/containers/{cid}?force=1&v=1"))  # v=1: the image declares a volume
         for name in names.all:
             docker.delete(docker_url(f"/images/{name}"))
     # Ours: the same script in a chroot of our container rootfs.
