@@ -147,3 +147,17 @@ def docker_url(path: str) -> str:
 
 def docker_stream(response: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def probe_images_or_skip(prefix: str) -> tuple[Any, bytes]:
+    """The harness's probe images (names, docker-save tar) under a unique run id; skip without busybox-static."""
+    import uuid
+
+    import pytest
+
+    from conformance.probe_image import build_probe_tar, find_busybox
+    try:
+        find_busybox()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    return build_probe_tar(f"{prefix}-{uuid.uuid4().hex[:8]}")

@@ -6,19 +6,18 @@ import gzip
 import io
 import json
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from conformance.probe_image import ProbeImages, build_probe_tar, find_busybox
+from conformance.probe_image import ProbeImages
 from refengine.drivers.graph import make_driver
 from refengine.drivers.graph.changes import EMPTY_TAR_DIGEST
 from refengine.images import ImageStore
 from refengine.images.errors import DeleteConflict, InvalidArgument
 from refengine.images.importer import apply_changes
 
-from .graph_testlib import d, f, layer_tar, scratch
+from .graph_testlib import d, f, layer_tar, probe_images_or_skip, scratch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the store's drivers need root")
 
@@ -95,11 +94,7 @@ def test_apply_changes_refuses_what_dockerd_refuses() -> None:
 
 @pytest.fixture(scope="module")
 def probe() -> tuple[ProbeImages, bytes]:
-    try:
-        find_busybox()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    return build_probe_tar(f"imp-{uuid.uuid4().hex[:8]}")
+    return probe_images_or_skip("imp")
 
 
 def test_commit_a_container_layer(store: ImageStore, probe: tuple[ProbeImages, bytes]) -> None:

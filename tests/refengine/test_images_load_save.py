@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conformance.probe_image import ProbeImages, build_probe_tar, find_busybox
+from conformance.probe_image import ProbeImages
 from refengine.drivers.graph import make_driver
 from refengine.images import ImageStore
 from refengine.images.errors import ImageNotFound, InvalidReference, LoadError
@@ -30,6 +30,7 @@ from .graph_testlib import (
     dockerd_available,
     f,
     layer_tar,
+    probe_images_or_skip,
     scratch,
 )
 
@@ -38,11 +39,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the store's drivers n
 
 @pytest.fixture(scope="module")
 def probe() -> tuple[ProbeImages, bytes]:
-    try:
-        find_busybox()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    return build_probe_tar(f"ls-{uuid.uuid4().hex[:8]}")
+    return probe_images_or_skip("ls")
 
 
 @pytest.fixture

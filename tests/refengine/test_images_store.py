@@ -8,12 +8,11 @@ import json
 import os
 import subprocess
 import tarfile
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from conformance.probe_image import ProbeImages, build_probe_tar, find_busybox
+from conformance.probe_image import ProbeImages
 from refengine.drivers.graph import GraphDriver, make_driver
 from refengine.images import ContainerUse, Image, ImageStore
 from refengine.images.errors import (
@@ -27,18 +26,14 @@ from refengine.images.errors import (
 from refengine.images.layers import chain_ids
 from refengine.images.reference import parse_normalized_named
 
-from .graph_testlib import docker_session, docker_url, dockerd_available, scratch
+from .graph_testlib import docker_session, docker_url, dockerd_available, probe_images_or_skip, scratch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the store's drivers need root")
 
 
 @pytest.fixture(scope="module")
 def probe() -> tuple[ProbeImages, bytes]:
-    try:
-        find_busybox()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    return build_probe_tar(f"store-{uuid.uuid4().hex[:8]}")
+    return probe_images_or_skip("store")
 
 
 @pytest.fixture(params=["overlay2", "vfs"])
