@@ -28,7 +28,8 @@ def _os_release() -> str:
     return "Linux"
 
 
-def _mem_total() -> int:
+def mem_total() -> int:
+    """The host's memory in bytes (MemTotal of /proc/meminfo)."""
     with open("/proc/meminfo") as fh:
         for line in fh:
             if line.startswith("MemTotal:"):
@@ -88,7 +89,7 @@ def info_record(si: SystemInfo) -> dict[str, Any]:
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
                            "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {}, "Mirrors": []},
-        "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": [],
+        "NCPU": os.cpu_count() or 1, "MemTotal": mem_total(), "GenericResources": [],
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": socket.gethostname(), "Labels": [],
         "ExperimentalBuild": False, "ServerVersion": VERSION,
         "Runtimes": {"native": {"path": "refengine-libcontainer"}}, "DefaultRuntime": "native",

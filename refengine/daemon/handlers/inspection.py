@@ -15,6 +15,7 @@ from ...engine.containers.lifecycle import Lifecycle
 from ...engine.containers.record import Container, now_rfc3339
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import Conflict, InvalidParameter
+from ...engine.system import mem_total
 from ...engine.volumes import VolumeStore, _du, data_dir
 from ...images.store import ImageStore
 from ...libcontainer.cgroups.stats import online_cpus, system_cpu_usage
@@ -22,14 +23,6 @@ from ..http import Request, Response, StreamResponse, json_response
 from ..router import Router
 
 ZERO = "0001-01-01T00:00:00Z"
-
-
-def _mem_total() -> int:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def register(router: Router, store: ContainerStore, life: Lifecycle, images: ImageStore,
@@ -62,7 +55,7 @@ def register(router: Router, store: ContainerStore, life: Lifecycle, images: Ima
         return json_response({"Titles": titles, "Processes": rows})
 
     def sample(c: Container, run: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
-        stats = run.lc.cgroup.stats().to_docker(_mem_total(), system_cpu_usage(), online_cpus())
+        stats = run.lc.cgroup.stats().to_docker(mem_total(), system_cpu_usage(), online_cpus())
         out = {"read": now_rfc3339(), "preread": previous["read"] if previous else ZERO, "name": c.name,
                "id": c.id, "num_procs": 0, "storage_stats": {},
                "precpu_stats": previous["cpu_stats"] if previous else {"cpu_usage": {"total_usage": 0}},
