@@ -26,6 +26,7 @@ from ...libcontainer.process import StartError
 from .. import logs as logmod
 from ..engine import Engine, Job
 from ..errors import Conflict, InvalidParameter, NotFound
+from .networking import HostFilesOnly, Networking
 from .record import Container, now_rfc3339
 from .runtime import LayerRuntime
 from .store import ContainerStore
@@ -69,8 +70,10 @@ class ExecRecord:
 class Lifecycle(LayerRuntime):
     def __init__(self, images: ImageStore, store: ContainerStore, volume_dir: Callable[[str], str],
                  event: Callable[[str, Container, dict[str, str]], None],
-                 new_anonymous_volume: Callable[[], str] = lambda: "") -> None:
+                 new_anonymous_volume: Callable[[], str] = lambda: "",
+                 networking: Networking | None = None) -> None:
         super().__init__(images)
+        self.networking: Networking = networking or HostFilesOnly()
         self.store, self.volume_dir, self.event = store, volume_dir, event
         self.new_anonymous_volume = new_anonymous_volume
         self.running: dict[str, Running] = {}
@@ -116,7 +119,7 @@ class Lifecycle(LayerRuntime):
             raise NotModified()
         rootfs = await asyncio.to_thread(self.images.layers.mount, c.id)
         cdir = self.store.container_dir(c.id)
-        etc = self._etc_files(c, cdir)
+        etc = self.networking.etc_files(c, cdir)
         spec = native.RunSpec(rootfs=rootfs, volume_dir=self.volume_dir, etc_files=etc,
                               peer_pid=lambda ref: self._peer_pid(ref),
                               anonymous=[(m["Destination"], m["Source"]) for m in c.mounts
@@ -138,11 +141,13 @@ class Lifecycle(LayerRuntime):
             # Never None: that would hand the daemon's own stdio to the container
             process = await asyncio.to_thread(
                 lc.start, stdin_r if stdin_r is not None else subprocess.DEVNULL,
-                subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w)
+                subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w,
+                lambda pid: self.networking.join(c, pid))
         except (StartError, ConfigError) as exc:
             for fd in (stdin_r, stdin_w, out_r, out_w, err_r, err_w):
                 if fd is not None:
                     os.close(fd)
+            await self.networking.leave(c)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
             code = getattr(exc, "exit_code", 128)
             c.state.exit_code, c.state.error, c.state.status = code, str(exc), "exited" if c.has_been_started \
@@ -227,6 +232,9 @@ class Lifecycle(LayerRuntime):
             except Exception:
                 oom = False
         await asyncio.to_thread(run.lc.destroy)
+        c = self.store.by_id.get(cid)
+        if c is not None:
+            await self.networking.leave(c)
         if run.writer is not None:
             run.writer.close()
         if run.stdin_fd is not None:
@@ -278,28 +286,6 @@ class Lifecycle(LayerRuntime):
             raise Conflict(f"cannot join the namespaces of container {other.id}: it is not running")
         return other.state.pid
 
-    def _etc_files(self, c: Container, cdir: str) -> dict[str, str]:
-        """/etc/hostname and /etc/hosts written per container, as dockerd does (resolv.conf with the network driver)."""
-        if (c.host_config.get("NetworkMode") or "").startswith("container:"):
-            return {}
-        hostname = c.config.get("Hostname") or c.id[:12]
-        paths = {"/etc/hostname": os.path.join(cdir, "hostname"), "/etc/hosts": os.path.join(cdir, "hosts")}
-        with open(paths["/etc/hostname"], "w") as fh:
-            fh.write(hostname + "\n")
-        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += [f"{h.split(':', 1)[1]}\t{h.split(':', 1)[0]}" for h in c.host_config.get("ExtraHosts") or []
-                  if ":" in h]
-        with open(paths["/etc/hosts"], "w") as fh:
-            fh.write("\n".join(lines) + "\n")
-        c.hostname_path, c.hosts_path = paths["/etc/hostname"], paths["/etc/hosts"]
-        if os.path.exists("/etc/resolv.conf"):
-            resolv = os.path.join(cdir, "resolv.conf")
-            with open("/etc/resolv.conf") as src, open(resolv, "w") as dst:
-                dst.write("".join(line for line in src if not line.startswith("nameserver 127.")))
-            paths["/etc/resolv.conf"] = c.resolv_conf_path = resolv
-        return paths
-
-    # --- control --------------------------------------------------------------------------------
     async def stop(self, c: Container, timeout: int | None) -> None:
         c.manually_stopped = True  # also when it is between two restarts: it must not come back
         run = self.running.get(c.id)
@@ -449,7 +435,8 @@ class Lifecycle(LayerRuntime):
         try:
             proc = await asyncio.to_thread(run.lc.exec, native.exec_config(rec.config),
                                            stdin_r if stdin_r is not None else subprocess.DEVNULL,
-                                           subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w)
+                                           subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w,
+                lambda pid: self.networking.join(c, pid))
         except StartError as exc:
             rec.exit_code = exc.exit_code
             os.write(err_w, f"{exc}\n".encode())  # the client sees why, on stderr, as with dockerd
