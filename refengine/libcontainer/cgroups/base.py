@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from .fs import CgroupError
@@ -81,3 +82,17 @@ def wait_until(pred, timeout: float, what: str) -> None:
             raise CgroupError(f"timed out after {timeout:g}s waiting for {what}", errno.ETIMEDOUT)
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
+
+
+def kill_until_empty(pids: Callable[[], list[int]], kill_all: Callable[[int], None], where: str,
+                     timeout: float = 5.0) -> None:
+    """SIGKILL what is in a cgroup until it is empty (tasks leave a cgroup a little after they die);
+    the step before rmdir for both hierarchies."""
+    deadline = time.monotonic() + timeout
+    while pids():
+        kill_all(signal.SIGKILL)
+        try:
+            wait_until(lambda: not pids(), 0.5, "tasks to exit")
+        except CgroupError:
+            if time.monotonic() > deadline:
+                raise CgroupError(f"cannot destroy {where}: tasks {pids()} survive SIGKILL") from None

@@ -8,7 +8,7 @@ import signal
 import time
 
 from . import fs
-from .base import DEFAULT_PARENT, CgroupDriver, signal_pids, wait_until
+from .base import DEFAULT_PARENT, CgroupDriver, kill_until_empty, signal_pids, wait_until
 from .devices import (
     DeviceState,
     effective_rules,
@@ -323,15 +323,7 @@ class V1Cgroup:
     def destroy(self) -> None:
         """Kill what is left, wait for the tasks to leave, rmdir every hierarchy's directory."""
         if self.exists():
-            deadline = time.monotonic() + 5.0
-            while self._all_pids():
-                self.kill_all(signal.SIGKILL)
-                try:
-                    wait_until(lambda: not self._all_pids(), 0.5, "tasks to exit")
-                except CgroupError:
-                    if time.monotonic() > deadline:
-                        raise CgroupError(f"cannot destroy {self.path}: tasks {self._all_pids()} survive "
-                                          "SIGKILL") from None
+            kill_until_empty(self._all_pids, self.kill_all, self.path)
         errors = []
         for d in self.dirs():
             try:

@@ -6,11 +6,10 @@ import errno
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 
 from . import ebpf, fs
-from .base import DEFAULT_PARENT, CgroupDriver, signal_pids, wait_until
+from .base import DEFAULT_PARENT, CgroupDriver, kill_until_empty, signal_pids, wait_until
 from .devices import DeviceRule, effective_rules
 from .fs import CgroupError, CgroupExists, CgroupNotFound, check_name
 from .mounts import detect_layout
@@ -275,14 +274,7 @@ class V2Cgroup:
 
     def destroy(self) -> None:
         if self.exists():
-            deadline = time.monotonic() + 5.0
-            while self._all_pids():
-                self.kill_all(signal.SIGKILL)
-                try:
-                    wait_until(lambda: not self._all_pids(), 0.5, "tasks to exit")
-                except CgroupError:
-                    if time.monotonic() > deadline:
-                        raise CgroupError(f"cannot destroy {self.dir}: tasks {self._all_pids()} survive SIGKILL") from None
+            kill_until_empty(self._all_pids, self.kill_all, self.dir)
             self._driver._remove_dir(self.dir)
 
     # --- stats / OOM ---
