@@ -372,12 +372,14 @@ class ControllerHooks:
 
     def __init__(self, state: ConformanceState) -> None:
         self.state = state
+        self.volumes_before: set[str] | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.state.report.started = time.time()
         # Fail before xdist workers start: a UsageError raised inside a worker only shows as a crash.
         if self.state.target is None and _selects_checks(session.config):
             raise pytest.UsageError(self.state.target_error or no_target_message())
+        self.volumes_before = volume_names(self.state.target) if self.state.target is not None else None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.state.report.add(report)
@@ -394,6 +396,8 @@ class ControllerHooks:
             leaks = [f"leak check impossible: {exc}"]
         if leaks:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        after = volume_names(state.target)
+        strays = sorted(after - self.volumes_before) if after is not None and self.volumes_before is not None else []
         try:
             schema = state.schema()
         except SchemaNotFound:
@@ -401,7 +405,7 @@ class ControllerHooks:
         opt = session.config.option
         paths = state.report.write(directory=opt.conf_report_dir, name=opt.conf_report_name,
                                    target=state.target, caps=caps, schema=schema, run_id=state.run_id,
-                                   leaks=leaks, repeat=opt.conf_repeat)
+                                   leaks=leaks, repeat=opt.conf_repeat, unattributed=strays)
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             tr.write_line("")
@@ -412,8 +416,26 @@ class ControllerHooks:
                     tr.write_line(f"LEAK CHECK: {leak}", red=True)
                 else:
                     tr.write_line(f"LEAK (removed now; a check did not clean up): {leak}", red=True)
+            if strays:
+                tr.write_line(f"conformance: {len(strays)} volume(s) appeared during the run without its label "
+                              f"(not removed; maybe anonymous volumes a check left): {', '.join(strays[:10])}",
+                              yellow=True)
             for path in paths:
                 tr.write_line(f"conformance report: {path}")
+
+
+def volume_names(target: Target) -> set[str] | None:
+    """Every volume the target has now, or None if it cannot tell."""
+    client = ApiClient(target)
+    try:
+        resp = client.get("/volumes")
+        if resp.status_code != 200:
+            return None
+        return {v["Name"] for v in (resp.json() or {}).get("Volumes") or [] if isinstance(v, dict) and "Name" in v}
+    except (TargetUnreachable, ValueError):
+        return None
+    finally:
+        client.close()
 
 
 def remove_run_objects(target: Target, run_id: str) -> list[str]:

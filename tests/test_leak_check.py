@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from conformance.client import ApiClient
-from conformance.plugin import remove_run_objects
+from conformance.plugin import remove_run_objects, volume_names
 from conformance.probe_image import build_probe_tar
 from conformance.resources import RUN_LABEL
 from conformance.target import parse_target
@@ -30,4 +30,22 @@ def test_leftovers_are_reported_and_removed(dockerd_socket: str) -> None:
         assert api.get(f"/images/{names.base}/json").status_code == 404
     finally:
         remove_run_objects(target, run_id)
+        api.close()
+
+
+def test_unlabelled_volumes_are_seen_not_removed(dockerd_socket: str) -> None:
+    """An anonymous volume a check leaves has no run label: the run reports it and leaves it alone."""
+    target = parse_target(f"unix://{dockerd_socket}")
+    api = ApiClient(target)
+    before = volume_names(target)
+    assert before is not None, "GET /volumes failed on dockerd"
+    name = "conf-stray-" + uuid.uuid4().hex[:8]
+    try:
+        assert api.post("/volumes/create", {"Name": name}).status_code == 201
+        after = volume_names(target)
+        assert after is not None and name in after - before, f"{name} not seen among {sorted(after or [])}"
+        assert remove_run_objects(target, "stray" + name[-6:]) == [], "an unlabelled volume is not a run's leak"
+        assert api.get(f"/volumes/{name}").status_code == 200, "the leak check removed a volume it cannot own"
+    finally:
+        api.delete(f"/volumes/{name}")
         api.close()

@@ -143,7 +143,7 @@ class ReportBuilder:
         return out
 
     def as_dict(self, target: Target, caps: Capabilities | None, schema: EngineSchema | None, run_id: str,
-                leaks: list[str], repeat: int) -> dict[str, Any]:
+                leaks: list[str], repeat: int, unattributed: list[str] | None = None) -> dict[str, Any]:
         exercised = sorted({op for r in self.results.values() for op in r.operations})
         checks = []
         for res in sorted(self.results.values(), key=lambda r: r.nodeid):
@@ -183,6 +183,9 @@ class ReportBuilder:
             # check whose subject is something else, but they are this target's schema findings
             "schema_findings": self.schema_findings(),
             "leaks": leaks,
+            # volumes that appeared during the run without the run's label (anonymous volumes of containers
+            # removed without v=1, for one): reported, never removed, since another client may own them
+            "unattributed_volumes": unattributed or [],
             "flaky": flakiness(checks) if repeat > 1 else {},
             "checks": checks,
         }
@@ -198,8 +201,9 @@ class ReportBuilder:
         return dict(sorted(out.items()))
 
     def write(self, directory: str, name: str | None, target: Target, caps: Capabilities | None,
-              schema: EngineSchema | None, run_id: str, leaks: list[str], repeat: int) -> list[str]:
-        data = self.as_dict(target, caps, schema, run_id, leaks, repeat)
+              schema: EngineSchema | None, run_id: str, leaks: list[str], repeat: int,
+              unattributed: list[str] | None = None) -> list[str]:
+        data = self.as_dict(target, caps, schema, run_id, leaks, repeat, unattributed)
         stem = name or (caps.label if caps else "target")
         os.makedirs(directory, exist_ok=True)
         json_path = os.path.join(directory, f"{stem}.json")

@@ -59,6 +59,7 @@ def render_run(run: dict[str, Any]) -> str:
                       f"<td>{_e(c.get('statement'))}<br><small>source: {_e(c.get('source'))}</small></td>"
                       f"<td>{c.get('duration', 0):.2f}s</td><td>{detail}</td></tr>")
     leaks = "".join(f"<li>{_e(x)}</li>" for x in run.get("leaks", []))
+    strays = "".join(f"<li>{_e(x)}</li>" for x in run.get("unattributed_volumes", []))
     findings = "".join(f"<tr><td>{_e(op)}</td><td>{f['checks']}</td><td><pre>{_e(chr(10).join(f['examples']))}</pre></td></tr>"
                        for op, f in run.get("schema_findings", {}).items())
     flaky = "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in run.get("flaky", {}).items())
@@ -75,6 +76,8 @@ validated against {_e(cov.get('swagger'))} (API {_e(cov.get('swagger_version'))}
 {''.join(rows)}</table>
 <p><small>{_e(LEGEND)}</small></p>
 {'<h2>Leaks</h2><ul>' + leaks + '</ul>' if leaks else ''}
+{'<h2>Volumes that appeared without the run label</h2><p>Not removed: another client may own them; an '
+ 'anonymous volume of a container removed without v=1 looks like this.</p><ul>' + strays + '</ul>' if strays else ''}
 {'<h2>Flaky checks</h2><ul>' + flaky + '</ul>' if flaky else ''}
 {'<h2>Schema findings</h2><p>Violations in responses to calls that only set the scene for a check '
  '(creating, inspecting, waiting): they fail no check whose subject is something else.</p>'
