@@ -181,24 +181,22 @@ class Hijacked:
 
     def read_all(self, timeout: float = 30.0) -> bytes:
         """Everything until the daemon closes the stream (or the timeout passes)."""
-        data, self.pending = self.pending, b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            data += chunk
-        return data
+        return self._read(None, timeout)
+
+    def read_all_timed(self, timeout: float = 30.0) -> tuple[bytes, float]:
+        """read_all, and how long the daemon kept the stream open (checks that a stream ends)."""
+        started = time.monotonic()
+        data = self._read(None, timeout)
+        return data, time.monotonic() - started
 
     def read_until(self, needle: bytes, timeout: float = 15.0) -> bytes:
         """Bytes read until `needle` appears (raw view; framing is left in place)."""
+        return self._read(needle, timeout)
+
+    def _read(self, needle: bytes | None, timeout: float) -> bytes:
         data, self.pending = self.pending, b""
         deadline = time.monotonic() + timeout
-        while needle not in data and time.monotonic() < deadline:
+        while (needle is None or needle not in data) and time.monotonic() < deadline:
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))
             try:
                 chunk = self.sock.recv(65536)

@@ -219,9 +219,7 @@ def test_attach_logs_only(api: ApiClient, containers: Containers, target: Target
         time.sleep(0.1)
     conn = _attach(api, target, cid, "logs=1&stream=0&stdout=1")
     try:
-        started = time.monotonic()
-        data = conn.read_all(timeout=8)
-        took = time.monotonic() - started
+        data, took = conn.read_all_timed(timeout=8)
     finally:
         conn.close()
     assert demux(data) == {STDOUT: b"before\n"}, f"attach with logs=1&stream=0 delivered {data[:100]!r}; expected the replayed 'before'"
@@ -283,9 +281,7 @@ def test_attach_detach_keys(api: ApiClient, containers: Containers, target: Targ
         conn.send(b"echo ready\n")
         conn.read_until(b"ready\r\n", timeout=10)
         conn.send(b"\x18")  # ctrl-x
-        started = time.monotonic()
-        conn.read_all(timeout=8)
-        took = time.monotonic() - started
+        _, took = conn.read_all_timed(timeout=8)
     finally:
         conn.close()
     assert took < 6, f"the attach stream stayed open {took:.1f}s after the detach key ctrl-x; expected the daemon to end it"
@@ -306,9 +302,7 @@ def test_attach_ends_on_exit(api: ApiClient, containers: Containers, target: Tar
     cid = containers.run(["sh", "-c", "sleep 0.5; echo bye"])
     conn = _attach(api, target, cid, "stream=1&stdout=1")
     try:
-        started = time.monotonic()
-        data = conn.read_all(timeout=15)
-        took = time.monotonic() - started
+        data, took = conn.read_all_timed(timeout=15)
     finally:
         conn.close()
     assert took < 10, f"the attach stream stayed open {took:.1f}s; expected it to end when the container exits"
@@ -503,9 +497,7 @@ def test_exec_stream_ends(api: ApiClient, sleeper: str, target: Target) -> None:
     eid = _exec_create(api, cid, ["sh", "-c", "sleep 0.3; echo done"])
     conn = _exec_start(api, target, eid)
     try:
-        started = time.monotonic()
-        data = conn.read_all(timeout=15)
-        took = time.monotonic() - started
+        data, took = conn.read_all_timed(timeout=15)
     finally:
         conn.close()
     assert took < 10, f"the exec stream stayed open {took:.1f}s; expected it to end when the exec process exits"
