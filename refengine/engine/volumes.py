@@ -120,6 +120,10 @@ class VolumeStore:
             out.append(vol)
         return sorted(out, key=lambda v: v.name)
 
+    def size(self, name: str) -> int:
+        """Bytes of the volume's files: UsageData.Size of /system/df, and what prune reclaims."""
+        return _du(data_dir(self.root, name))
+
     def prune(self, f: flt.Filters) -> tuple[list[str], int]:
         deleted, reclaimed = [], 0
         for vol in list(self.volumes.values()):
@@ -129,7 +133,7 @@ class VolumeStore:
                 continue
             if "label!" in f and not flt.match_no_labels(vol.labels, f["label!"]):
                 continue
-            reclaimed += _du(data_dir(self.root, vol.name))
+            reclaimed += self.size(vol.name)
             self.remove(vol.name)
             deleted.append(vol.name)
         return deleted, reclaimed

@@ -92,9 +92,9 @@ def inspect_view(image_id: str, document: dict[str, Any], *, repo_tags: list[str
         "Id": image_id, "RepoTags": repo_tags, "RepoDigests": repo_digests, "Parent": parent,
         "Comment": comment, "Created": rfc3339nano(document.get("created")),
         "Container": document.get("container") or "",
-        "ContainerConfig": _no_nulls(container_config(document.get("container_config"))),
+        "ContainerConfig": no_nulls(container_config(document.get("container_config"))),
         "DockerVersion": document.get("docker_version") or "", "Author": document.get("author") or "",
-        "Config": _no_nulls(container_config(document["config"])) if document.get("config") is not None else {},
+        "Config": no_nulls(container_config(document["config"])) if document.get("config") is not None else {},
         "Architecture": document.get("architecture") or "",
     }
     if document.get("variant"):
@@ -148,7 +148,7 @@ def history_view(document: dict[str, Any], layer_sizes: list[int],
     return items
 
 
-def _no_nulls(config: dict[str, Any] | None) -> dict[str, Any]:
+def no_nulls(config: dict[str, Any] | None) -> dict[str, Any]:
     """Where dockerd marshals Go's nil slices and maps as null the schema has no x-nullable: refengine
     leaves such fields out, which the schema allows (dockerd's nulls are documented deviations)."""
     return {k: v for k, v in (config or {}).items() if v is not None}

@@ -16,6 +16,7 @@ import stat
 import tarfile
 from typing import Any
 
+from ...engine.clock import rfc3339_nano
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import InvalidParameter, NotFound
 from ...images.store import ImageStore
@@ -88,7 +89,7 @@ def register(router: Router, store: ContainerStore, images: ImageStore) -> None:
         link = os.readlink(host) if stat.S_ISLNK(st.st_mode) else ""
         name = os.path.basename(path.rstrip("/")) or "/"
         return host, {"name": name, "size": st.st_size, "mode": go_mode(st),
-                      "mtime": _go_time(st.st_mtime), "linkTarget": link}
+                      "mtime": rfc3339_nano(st.st_mtime_ns), "linkTarget": link}
 
     def header(info: dict[str, Any]) -> tuple[str, str]:
         return ("X-Docker-Container-Path-Stat", base64.b64encode(json.dumps(info).encode()).decode())
@@ -135,9 +136,3 @@ def register(router: Router, store: ContainerStore, images: ImageStore) -> None:
     router.add("HEAD", "/containers/{id}/archive", head)
     router.add("GET", "/containers/{id}/archive", get)
     router.add("PUT", "/containers/{id}/archive", put)
-
-
-def _go_time(ts: float) -> str:
-    import datetime as dt
-    t = dt.datetime.fromtimestamp(ts, dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"

@@ -10,13 +10,14 @@ import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ...engine.clock import now_rfc3339
 from ...engine.containers import views
 from ...engine.containers.lifecycle import Lifecycle
-from ...engine.containers.record import Container, now_rfc3339
+from ...engine.containers.record import Container
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import Conflict, InvalidParameter
 from ...engine.system import mem_total
-from ...engine.volumes import VolumeStore, _du, data_dir
+from ...engine.volumes import VolumeStore
 from ...images.store import ImageStore
 from ...libcontainer.cgroups.stats import online_cpus, system_cpu_usage
 from ..http import Request, Response, StreamResponse, json_response
@@ -89,7 +90,7 @@ def register(router: Router, store: ContainerStore, life: Lifecycle, images: Ima
     async def changes(request: Request) -> Response:
         c = store.get(request.params["id"])
         found = await asyncio.to_thread(images.layers.changes, c.id)
-        return json_response([ch.to_api() for ch in found] or None)
+        return json_response([ch.to_api() for ch in found])  # [] when none: the schema's array (dockerd: null)
 
     async def export(request: Request) -> StreamResponse:
         c = store.get(request.params["id"])
@@ -121,7 +122,7 @@ def register(router: Router, store: ContainerStore, life: Lifecycle, images: Ima
             for v in volumes.list({}):
                 item = v.api(volumes.root)
                 users = volumes.users(v.name)
-                item["UsageData"] = {"Size": _du(data_dir(volumes.root, v.name)), "RefCount": len(users)}
+                item["UsageData"] = {"Size": volumes.size(v.name), "RefCount": len(users)}
                 vols.append(item)
             layers = sum(i["Size"] - max(i.get("SharedSize", 0), 0) for i in imgs)
             return {"LayersSize": layers, "Images": imgs, "Containers": ctrs, "Volumes": vols, "BuildCache": []}

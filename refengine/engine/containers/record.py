@@ -6,13 +6,9 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..clock import now_rfc3339 as now_rfc3339  # re-exported: the containers package's name for it
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def now_rfc3339() -> str:
-    """RFC 3339 with nanosecond digits, as Go prints time.Time (microseconds padded)."""
-    t = dt.datetime.now(dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
 
 
 def parse_rfc3339(value: str) -> dt.datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ...images.views import no_nulls
 from .record import Container, parse_rfc3339
 
 
@@ -59,8 +60,10 @@ def status_text(c: Container) -> str:
 
 def _ports(c: Container) -> list[dict[str, Any]]:
     out = []
+    # only what the running container's network settings hold, as dockerd: a created or stopped
+    # container (or one on network none) lists no ports, even exposed ones
     bound = (c.network_settings or {}).get("Ports") or {}
-    for port in sorted(set(bound) | set(c.config.get("ExposedPorts") or {})):
+    for port in sorted(bound):
         number, _, proto = port.partition("/")
         bindings = bound.get(port) or []
         if not bindings:
@@ -87,32 +90,31 @@ def network_settings(c: Container) -> dict[str, Any]:
     return base
 
 
-def _no_nulls(d: dict[str, Any]) -> dict[str, Any]:
-    """Unset fields are left out rather than null where the schema has no x-nullable (dockerd's nulls
-    there are its documented deviations)."""
-    return {k: v for k, v in d.items() if v is not None}
-
-
-def inspect(c: Container, size: tuple[int, int] | None = None) -> dict[str, Any]:
+def inspect(c: Container, size: tuple[int, int] | None = None, exec_ids: list[str] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "Id": c.id, "Created": c.created, "Path": c.path, "Args": list(c.args), "State": c.state.api(),
         "Image": c.image_id, "ResolvConfPath": c.resolv_conf_path, "HostnamePath": c.hostname_path,
         "HostsPath": c.hosts_path, "LogPath": c.log_path, "Name": c.name, "RestartCount": c.restart_count,
         "Driver": c.driver, "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
-        "ExecIDs": None, "HostConfig": _no_nulls(c.host_config),
+        "ExecIDs": list(exec_ids or []) or None, "HostConfig": no_nulls(c.host_config),
         "GraphDriver": {"Name": c.driver or "vfs", "Data": {}},
-        "Mounts": list(c.mounts), "Config": {"Cmd": [], **_no_nulls(c.config)}, "NetworkSettings": network_settings(c),
+        "Mounts": list(c.mounts), "Config": {"Cmd": [], **no_nulls(c.config)}, "NetworkSettings": network_settings(c),
     }
     if size is not None:
         data["SizeRw"], data["SizeRootFs"] = size
     return data
 
 
+def list_command(path: str, args: list[str]) -> str:
+    """The list's Command as dockerd writes it: arguments holding a space in single quotes."""
+    quoted = [f"'{a}'" if " " in a else a for a in args]
+    return " ".join([path, *quoted]).strip()
+
+
 def summary(c: Container, size: tuple[int, int] | None = None) -> dict[str, Any]:
-    cmd = " ".join([c.path, *c.args]).strip()
     data: dict[str, Any] = {
         "Id": c.id, "Names": [c.name], "Image": c.config.get("Image", ""), "ImageID": c.image_id,
-        "Command": cmd, "Created": int(parse_rfc3339(c.created).timestamp()), "Ports": _ports(c),
+        "Command": list_command(c.path, c.args), "Created": int(parse_rfc3339(c.created).timestamp()), "Ports": _ports(c),
         "Labels": c.config.get("Labels") or {}, "State": c.state.status, "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": network_settings(c)["Networks"]},
