@@ -13,11 +13,14 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ..images import distribution
+from ..images import reference as refs
 from ..images.store import ImageStore
 from . import filters as flt
+from . import progress_stream
 from .containers.jobs import ResolvedImage
 from .engine import Engine, Job
-from .errors import InvalidParameter, NotFound
+from .errors import InvalidParameter
 
 LIST_FILTERS = ("dangling", "label", "before", "since", "reference")
 
@@ -126,14 +129,42 @@ def register(engine: Engine, store: ImageStore, container_count: Callable[[str],
                     raise
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0}
 
-    async def pull(job: Job) -> None:
-        raise NotFound(f"pull access denied for {job.args[0]}: refengine has no registry client yet "
-                       f"(load the image with POST /images/load)")
+    async def pull(job: Job) -> AsyncIterator[bytes]:
+        """`POST /images/create?fromImage=`: progress lines; errors before the first one raise."""
+        ref = pull_reference(job.args[0], job.getenv("tag") or "")
+        auth = job.getenv("auth")
+        return await progress_stream.start(lambda: distribution.pull(store, ref, auth))
+
+    async def push(job: Job) -> AsyncIterator[bytes]:
+        """`POST /images/{name}/push`: every failure after the name parses is reported in the stream."""
+        ref = refs.parse_normalized_named(job.args[0])
+        if job.getenv("tag"):
+            ref = refs.with_tag(ref, job.getenv("tag"))
+        auth = job.getenv("auth")
+        return await progress_stream.start(lambda: distribution.push(store, ref, auth))
+
+    async def auth(job: Job) -> dict[str, str]:
+        """`POST /auth`: the credentials checked against the registry."""
+        config = job.getenv("config")
+        return await asyncio.to_thread(distribution.login, config)
 
     for name, fn in (("image_load", load), ("image_list", listing), ("image_inspect", inspect),
                      ("image_history", history), ("image_tag", tag), ("image_delete", delete), ("image_save", save),
-                     ("image_import", import_), ("image_prune", prune), ("image_pull", pull)):
+                     ("image_import", import_), ("image_prune", prune), ("image_pull", pull),
+                     ("image_push", push), ("auth", auth)):
         engine.register(name, fn)
+
+
+def pull_reference(image: str, tag: str) -> refs.Reference:
+    """dockerd's postImagesCreate: `tag` may be a tag or a digest; with neither here nor in
+    `image`, the bare name (every tag of the repository is pulled)."""
+    ref = refs.parse_normalized_named(image)
+    if tag:
+        try:
+            ref = refs.with_digest(ref.trim(), refs.validate_digest(tag))
+        except refs.InvalidReference:
+            ref = refs.with_tag(ref, tag)
+    return ref
 
 
 def progress_lines(messages: list[dict[str, Any]]) -> bytes:
