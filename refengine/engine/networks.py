@@ -8,8 +8,8 @@ Subnets come from refengine's own pools, chosen apart from dockerd's defaults (1
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from . import filters as flt
+from .clock import now_rfc3339 as _now
 from .engine import Engine, Job
 from .errors import Conflict, Forbidden, InvalidParameter, NotFound
 from .state import read_json, write_json
@@ -27,6 +28,8 @@ DEFAULT_BRIDGE_SUBNET = "172.30.0.0/16"
 USER_POOL = ipaddress.ip_network("10.230.0.0/16")  # /24 per user-defined network
 LIST_FILTERS = ("driver", "id", "label", "name", "scope", "type", "dangling")
 PRUNE_FILTERS = ("label", "label!", "until")
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+log = logging.getLogger("refengine.network")
 
 
 @dataclass
@@ -73,34 +76,47 @@ class NoKernelDriver:
         pass
 
 
-def _now() -> str:
-    t = dt.datetime.now(dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
-
-
 class NetworkStore:
     def __init__(self, root: str, driver: NetworkDriver | None = None,
-                 bridge_subnet: str = DEFAULT_BRIDGE_SUBNET) -> None:
+                 bridge_subnet: str = DEFAULT_BRIDGE_SUBNET, bip: str | None = None,
+                 bridge_name: str = "refengine0") -> None:
+        """`bip`: the default bridge's own address with prefix (dockerd's --bip, e.g. 172.30.0.1/16); it sets
+        the subnet and gateway of the predefined `bridge` network."""
         self.dir = os.path.join(root, "networks")
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self.driver = driver or NoKernelDriver()
         self.networks: dict[str, Network] = {}
         self.in_use: Callable[[Network], list[str]] = lambda net: list(net.endpoints)  # running containers
+        # prefixes the host already routes (another daemon's bridges...): pools skip them
+        self.routed: Callable[[], list[ipaddress.IPv4Network]] = lambda: []
         for name in sorted(os.listdir(self.dir)):
             if name.endswith(".json"):
                 net = Network(**read_json(os.path.join(self.dir, name)))
                 self.networks[net.id] = net
+        bridge_config = _bridge_config(bridge_subnet, bip)
         for name, drv in PREDEFINED.items():
-            if not any(n.name == name for n in self.networks.values()):
-                subnets = []
-                if name == "bridge":
-                    sub = ipaddress.ip_network(bridge_subnet)
-                    subnets = [{"Subnet": str(sub), "Gateway": str(next(sub.hosts()))}]
+            existing = [n for n in self.networks.values() if n.name == name]
+            if existing and name == "bridge" and ((bip and existing[0].subnets != [bridge_config]) or
+                                                  existing[0].options.get(OPT_BRIDGE_NAME) != bridge_name):
+                existing[0].subnets = [bridge_config] if bip else existing[0].subnets  # --bip changed
+                existing[0].options[OPT_BRIDGE_NAME] = bridge_name
+                self._save(existing[0])
+            if not existing:
+                subnets = [bridge_config] if name == "bridge" else []
                 net = Network(secrets.token_hex(32), name, drv, _now(), subnets=subnets, builtin=True,
                               options={"com.docker.network.bridge.default_bridge": "true",
-                                       "com.docker.network.bridge.name": "refengine0"} if name == "bridge" else {})
+                                       OPT_BRIDGE_NAME: bridge_name} if name == "bridge" else {})
                 self._save(net)
                 self.networks[net.id] = net
+
+    def restore(self) -> None:
+        """At daemon start: (re)make the kernel side of every bridge network (idempotent; adopts what exists)."""
+        for net in self.networks.values():
+            if net.driver == "bridge":
+                try:
+                    self.driver.create(net)
+                except Exception as exc:  # the daemon still serves; containers on it fail to start with the reason
+                    log.error("network %s: its bridge could not be set up: %s", net.name, exc)
 
     def _save(self, net: Network) -> None:
         write_json(os.path.join(self.dir, f"{net.id}.json"), asdict(net))
@@ -124,7 +140,7 @@ class NetworkStore:
                 if c.get("Subnet")]
 
     def _allocate(self) -> dict[str, str]:
-        taken = self._taken()
+        taken = self._taken() + list(self.routed())
         for sub in USER_POOL.subnets(new_prefix=24):
             if not any(sub.overlaps(t) for t in taken):
                 return {"Subnet": str(sub), "Gateway": str(next(sub.hosts()))}
@@ -148,8 +164,11 @@ class NetworkStore:
         subnets = []
         for cfg in ipam.get("Config") or []:
             subnets.append(self._check_subnet(cfg))
-        if not subnets:
-            subnets = [self._allocate()]
+        if not any(ipaddress.ip_network(c["Subnet"]).version == 4 for c in subnets):
+            subnets.insert(0, self._allocate())
+        if body.get("EnableIPv6") and not any(ipaddress.ip_network(c["Subnet"]).version == 6 for c in subnets):
+            raise InvalidParameter("EnableIPv6 needs an IPv6 subnet in IPAM.Config: refengine has no default IPv6 "
+                                   "pool")
         net = Network(secrets.token_hex(32), name, driver, _now(), subnets=subnets,
                       internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")),
                       ingress=bool(body.get("Ingress")), enable_ipv6=bool(body.get("EnableIPv6")),
@@ -174,7 +193,7 @@ class NetworkStore:
             if ipaddress.ip_address(gateway) not in sub:
                 raise InvalidParameter(f"no matching subnet for gateway {gateway}")
             out["Gateway"] = gateway
-        elif sub.version == 4:
+        else:
             out["Gateway"] = str(next(sub.hosts()))
         if cfg.get("IPRange"):
             rng = ipaddress.ip_network(cfg["IPRange"], strict=False)
@@ -228,12 +247,23 @@ class NetworkStore:
 
     def allocate_ip(self, net: Network, wanted: str | None = None) -> tuple[str, int, str]:
         """An address for a new endpoint: (address, prefix length, gateway)."""
-        if not net.subnets:
-            raise InvalidParameter(f"network {net.name} has no IPv4 subnet")
-        cfg = net.subnets[0]
+        return self._allocate_in(net, 4, wanted)
+
+    def allocate_ip6(self, net: Network) -> tuple[str, int, str] | None:
+        """An IPv6 address on an IPv6-enabled network with an IPv6 subnet, else None."""
+        if not net.enable_ipv6 or not any(ipaddress.ip_network(c["Subnet"]).version == 6 for c in net.subnets):
+            return None
+        return self._allocate_in(net, 6, None)
+
+    def _allocate_in(self, net: Network, version: int, wanted: str | None) -> tuple[str, int, str]:
+        configs = [c for c in net.subnets if ipaddress.ip_network(c["Subnet"]).version == version]
+        if not configs:
+            raise InvalidParameter(f"network {net.name} has no IPv{version} subnet")
+        cfg = configs[0]
         sub = ipaddress.ip_network(cfg["Subnet"])
         gateway = cfg.get("Gateway", "")
-        used = {ep.get("IPv4Address", "").split("/")[0] for ep in net.endpoints.values()} | {gateway}
+        key = "IPv4Address" if version == 4 else "IPv6Address"
+        used = {ep.get(key, "").split("/")[0] for ep in net.endpoints.values()} | {gateway}
         if wanted:
             if ipaddress.ip_address(wanted) not in sub:
                 raise InvalidParameter(f"no configured subnet or ip-range contain the IP address {wanted}")
@@ -244,7 +274,7 @@ class NetworkStore:
         for host in pool.hosts():
             if str(host) not in used:
                 return str(host), sub.prefixlen, gateway
-        raise Forbidden(f"no available IPv4 addresses on network {net.name}")
+        raise Forbidden(f"no available IPv{version} addresses on network {net.name}")
 
     def prune(self, f: flt.Filters) -> list[str]:
         deleted = []
@@ -258,6 +288,19 @@ class NetworkStore:
             self.remove(net.id)
             deleted.append(net.name)
         return deleted
+
+
+def _bridge_config(subnet: str, bip: str | None) -> dict[str, str]:
+    if bip:
+        try:
+            iface = ipaddress.ip_interface(bip)
+        except ValueError:
+            raise InvalidParameter(f"invalid --bip {bip!r}: an address with a prefix length is expected") from None
+        if iface.version != 4 or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+            raise InvalidParameter(f"invalid --bip {bip!r}")
+        return {"Subnet": str(iface.network), "Gateway": str(iface.ip)}
+    sub = ipaddress.ip_network(subnet)
+    return {"Subnet": str(sub), "Gateway": str(next(sub.hosts()))}
 
 
 def register(engine: Engine, store: NetworkStore,

@@ -81,6 +81,8 @@ class Lab:
                        subnets=[{"Subnet": str(sub), "Gateway": str(sub[1])}], internal=internal, options=opts)
 
     def driver(self, **kw: Any) -> BridgeDriver:
+        # on the real host, as refengined does: accepts for our bridges in dockerd's DOCKER-USER (if it exists)
+        kw.setdefault("docker_user", self.sandbox is None)
         d = BridgeDriver(table=self.table, host_netns=self.sandbox, **kw)
         self.drivers.append(d)
         return d
@@ -185,6 +187,8 @@ class Lab:
             if "table" in item and self.sfx in item["table"]["name"]:
                 out.append(f"nft table {item['table']['family']} {item['table']['name']}")
         out += [f"process {p.pid}" for p in self.procs if p.poll() is None]
+        res = subprocess.run(["iptables", "-w", "5", "-S", "DOCKER-USER"], capture_output=True, text=True)
+        out += [f"iptables rule {line}" for line in res.stdout.splitlines() if self.table in line]
         return out
 
 

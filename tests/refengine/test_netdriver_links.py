@@ -60,7 +60,7 @@ def test_bridge_create_is_idempotent_and_delete_removes_it(lab: Lab) -> None:
     link = _link(bridge)
     assert link is not None
     assert link["kind"] == "bridge" and link["mtu"] == 1450 and link["up"]
-    assert link["alias"] == "refengine:" + net.id[:12]
+    assert link["alias"] == f"refengine:{net.id[:12]}@{lab.table}"
     assert link["addrs"] == [(str(sub[1]), 24)]
     table = _table(lab)
     assert f"ip saddr {sub} oifname != \"{bridge}\"" in table and "masquerade" in table

@@ -1,6 +1,7 @@
 """A Linux bridge per network, with its gateway address and MTU, over rtnetlink (pyroute2).
 
-Ownership: a bridge refengine creates carries the interface alias `refengine:<network id prefix>`. Only such
+Ownership: a bridge refengine creates carries the interface alias `refengine:<network id prefix>@<tag>` (the tag
+is the daemon's nft table name, so a dead daemon's bridges can be told apart: see orphans.py). Only such
 bridges are ever deleted. A bridge that already exists without our alias (an admin's, or one named by
 `com.docker.network.bridge.name`) is used as dockerd uses one: we add our gateway address and bring it up,
 and on delete we remove only that address, never the link.
@@ -27,6 +28,7 @@ class BridgeSpec:
     prefixlen: int
     mtu: int = 1500
     owner: str = ""  # network ID the bridge belongs to; goes into the alias
+    tag: str = ""  # the owning daemon's tag (its nft table name); goes into the alias
 
     def __post_init__(self) -> None:
         check_ifname(self.name)
@@ -36,7 +38,7 @@ class BridgeSpec:
 
     @property
     def alias(self) -> str:
-        return ALIAS_PREFIX + self.owner[:12]
+        return ALIAS_PREFIX + self.owner[:12] + (f"@{self.tag}" if self.tag else "")
 
 
 def check_ifname(name: str) -> str:
@@ -82,12 +84,23 @@ def ensure_bridge(ipr: IPRoute, spec: BridgeSpec) -> BridgeState:
     ours = (link.get("ifalias") or "").startswith(ALIAS_PREFIX)
     if ours and link.get("mtu") != spec.mtu:
         ipr.link("set", index=index, mtu=spec.mtu)
-    _ensure_addr(ipr, index, spec.gateway, spec.prefixlen)
+    ensure_addr(ipr, index, spec.gateway, spec.prefixlen)
     ipr.link("set", index=index, state="up")
     return BridgeState(index, ours, created)
 
 
-def _ensure_addr(ipr: IPRoute, index: int, address: str, prefixlen: int) -> None:
+def routed_networks(ipr: IPRoute) -> list[ipaddress.IPv4Network]:
+    """Every IPv4 prefix routed (any table, default routes aside) or assigned to an interface."""
+    out = []
+    for route in ipr.get_routes(family=2, table=0):
+        if route["dst_len"]:
+            out.append(ipaddress.IPv4Network(f"{route.get('dst') or '0.0.0.0'}/{route['dst_len']}", strict=False))
+    for addr in ipr.get_addr(family=2):
+        out.append(ipaddress.IPv4Network(f"{addr.get('address')}/{addr['prefixlen']}", strict=False))
+    return out
+
+
+def ensure_addr(ipr: IPRoute, index: int, address: str, prefixlen: int) -> None:
     have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=index)}
     if (address, prefixlen) in have:
         return

@@ -32,6 +32,7 @@ from refengine.engine.errors import EngineError, InvalidParameter
 from . import bridge as br
 from . import veth
 from .dns import EmbeddedDNS, Scope
+from .dockeruser import DockerUserAccept
 from .nat import DEFAULT_TABLE, NatTable, NetRules, br_netfilter_on, forward_blockers
 from .netlink import NetlinkWorker
 from .nsutil import netns_path, same_netns, write_sysctl
@@ -84,6 +85,8 @@ class BridgeConfig:
     icc: bool
     internal: bool
     user_defined: bool
+    gateway6: str = ""  # the bridge's IPv6 address on networks with an IPv6 subnet
+    prefixlen6: int = 0
 
     @staticmethod
     def of(net: NetworkLike, default_mtu: int = 1500) -> BridgeConfig:
@@ -101,12 +104,18 @@ class BridgeConfig:
             br.check_ifname(name)
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from None
+        v6 = [c for c in net.subnets if ipaddress.ip_network(c["Subnet"]).version == 6]
+        gateway6, prefixlen6 = "", 0
+        if v6 and getattr(net, "enable_ipv6", False):
+            sub6 = ipaddress.ip_network(v6[0]["Subnet"])
+            gateway6, prefixlen6 = v6[0].get("Gateway") or str(next(sub6.hosts())), sub6.prefixlen
         return BridgeConfig(name, gateway, sub.prefixlen, tuple(c["Subnet"] for c in net.subnets), mtu,
                             _flag(net.options, OPT_MASQ, True), _flag(net.options, OPT_ICC, True),
-                            bool(net.internal), not (net.builtin or _flag(net.options, OPT_DEFAULT, False)))
+                            bool(net.internal), not (net.builtin or _flag(net.options, OPT_DEFAULT, False)),
+                            gateway6, prefixlen6)
 
-    def spec(self, owner: str) -> br.BridgeSpec:
-        return br.BridgeSpec(self.bridge, self.gateway, self.prefixlen, self.mtu, owner)
+    def spec(self, owner: str, tag: str = "") -> br.BridgeSpec:
+        return br.BridgeSpec(self.bridge, self.gateway, self.prefixlen, self.mtu, owner, tag)
 
     def rules(self) -> NetRules:
         return NetRules(self.bridge, self.subnets, self.masquerade, self.internal, self.icc)
@@ -128,9 +137,11 @@ def network_entry(record: dict[str, Any], container_name: str) -> dict[str, Any]
 
 class BridgeDriver:
     def __init__(self, table: str = DEFAULT_TABLE, host_netns: str | None = None, default_mtu: int = 1500,
-                 ipam: Ipam | None = None, dns_upstreams: list[tuple[str, int]] | None = None) -> None:
+                 ipam: Ipam | None = None, dns_upstreams: list[tuple[str, int]] | None = None,
+                 docker_user: bool = False) -> None:
         """`host_netns`: path of the netns the bridges live in (None: the daemon's own). `table`: the nft table
-        name, refengine's own. `ipam`: NetworkStore.allocate_ip, used when `join` gets no address."""
+        name, refengine's own. `ipam`: NetworkStore.allocate_ip, used when `join` gets no address.
+        `docker_user`: add ACCEPT rules for our bridges to dockerd's DOCKER-USER chain (see dockeruser.py)."""
         self.host_netns = host_netns
         self.default_mtu = default_mtu
         self.ipam = ipam
@@ -138,6 +149,7 @@ class BridgeDriver:
         self.nat = NatTable(table, host_netns)
         self.dns = EmbeddedDNS(dns_upstreams)
         self.proxies: dict[str, PortProxy] = {}
+        self.docker_user = DockerUserAccept(table, docker_user, host_netns)
         self._forwarding = False
 
     def _container_netns(self, pid: int | None, netns: str | None) -> str:
@@ -155,12 +167,15 @@ class BridgeDriver:
         if net.driver != "bridge":
             return
         cfg = BridgeConfig.of(net, self.default_mtu)
-        state = self.worker.call(lambda: br.ensure_bridge(self.worker.host(), cfg.spec(net.id)))
+        state = self.worker.call(lambda: br.ensure_bridge(self.worker.host(), cfg.spec(net.id, self.nat.table)))
+        if cfg.gateway6:
+            self.worker.call(lambda: br.ensure_addr(self.worker.host(), state.index, cfg.gateway6, cfg.prefixlen6))
         if not self._forwarding:  # dockerd does the same; a no-op when already 1 (as on this host)
             write_sysctl("net.ipv4.ip_forward", "1", self.host_netns)
             self._forwarding = True
         try:
             self.nat.set(net.id, cfg.rules())
+            self.docker_user.add(cfg.bridge)  # internal too: same-bridge traffic; our table drops the rest
         except BaseException:
             if state.created:  # never tear down a bridge that existed (and may carry live containers)
                 self.worker.call(self._delete_bridge, cfg, net.id)
@@ -173,14 +188,25 @@ class BridgeDriver:
         if net.driver != "bridge":
             return
         cfg = BridgeConfig.of(net, self.default_mtu)
+        self.docker_user.remove(cfg.bridge)
         self.nat.remove(net.id)
         self.worker.call(self._delete_bridge, cfg, net.id)
+
+    def loopback_up(self, pid: int | None = None, netns: str | None = None) -> None:
+        """Bring lo up in a container's netns that joins no bridge (NetworkMode none)."""
+        path = self._container_netns(pid, netns)
+        self.worker.call(veth.loopback_up, path)
+
+    def routed_networks(self) -> list[ipaddress.IPv4Network]:
+        """IPv4 prefixes the bridges' netns already routes or holds (to keep new subnets clear of them)."""
+        return self.worker.call(lambda: br.routed_networks(self.worker.host()))
 
     # -- endpoints --
 
     def join(self, net: NetworkLike, endpoint_config: dict[str, Any] | None, pid: int | None = None, *,
              container_id: str, netns: str | None = None,
-             address: tuple[str, int, str] | None = None) -> dict[str, Any]:
+             address: tuple[str, int, str] | None = None,
+             address6: tuple[str, int, str] | None = None) -> dict[str, Any]:
         """Connect the container (its netns: `pid` or `netns` path) to `net`; the endpoint record.
 
         `endpoint_config` is the API's EndpointSettings (IPAMConfig.IPv4Address, MacAddress, Aliases...).
@@ -205,11 +231,17 @@ class BridgeDriver:
         spec = veth.EndpointSpec(
             netns=self._container_netns(pid, netns), bridge=cfg.bridge, host_ifname=veth.host_ifname(net.id, container_id),
             ipv4=ip, prefixlen=prefixlen, gateway="" if cfg.internal else (gateway or cfg.gateway),
-            mac=ec.get("MacAddress") or "", mtu=cfg.mtu, owner=f"{net.id[:12]}:{container_id[:12]}")
+            mac=ec.get("MacAddress") or "", mtu=cfg.mtu, owner=f"{net.id[:12]}:{container_id[:12]}",
+            ipv6=address6[0] if address6 else "", prefixlen6=address6[1] if address6 else 64,
+            gateway6="" if cfg.internal or not address6 else (address6[2] or cfg.gateway6))
 
         ep = self.worker.call(lambda: veth.create_endpoint(self.worker.host(), spec))
         record.update({"Gateway": gateway or cfg.gateway, "IPAddress": ip, "IPPrefixLen": prefixlen,
                        "MacAddress": ep.mac, "IPv4Address": f"{ip}/{prefixlen}"})
+        if address6:
+            record.update({"GlobalIPv6Address": address6[0], "GlobalIPv6PrefixLen": address6[1],
+                           "IPv6Gateway": address6[2] or cfg.gateway6,
+                           "IPv6Address": f"{address6[0]}/{address6[1]}"})
         return record
 
     def leave(self, net: NetworkLike, container_id: str) -> bool:
@@ -279,9 +311,14 @@ class BridgeDriver:
         return [f"WARNING: {what} belongs to another program and drops {scope} of refengine's bridges; "
                 "published ports (userland proxy) and the embedded DNS still work"]
 
-    def shutdown(self) -> None:
-        """Remove refengine's nft tables (bridges stay, like dockerd's; `create` restores the rules)."""
-        self.nat.shutdown()
+    def shutdown(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
+        """Remove refengine's nft tables and DOCKER-USER rules, except those of the networks in `keep` (IDs of
+        networks that surviving containers still use). Bridges are the caller's (`delete`)."""
+        for net_id in list(self.nat.nets):
+            if net_id not in keep:
+                del self.nat.nets[net_id]
+        self.nat.apply()
+        self.docker_user.remove_all({r.bridge for r in self.nat.nets.values()})
 
     async def aclose(self) -> None:
         for cid in list(self.proxies):

@@ -25,9 +25,10 @@ Coexistence with dockerd (measured on this host, read-only: `nft list ruleset`, 
 - Unaffected: host <-> container traffic (INPUT/OUTPUT, not FORWARD), hence the userland proxy for published
   ports and the embedded DNS (a socket in the container's netns, forwarding from the daemon's netns) work.
 `forward_blockers()` detects foreign drop-policy forward chains so the daemon can warn (as dockerd warns about
-bridge-nf-call-iptables in `docker info`). Ways out are the operator's call, not this module's: an accept
-for refengine's bridges in dockerd's DOCKER-USER chain (the hook dockerd documents for other tools), or
-running refengine's bridges inside a namespace of their own (`BridgeDriver(host_netns=...)`, as the tests do).
+bridge-nf-call-iptables in `docker info`). The way out refengined takes by default: tagged accepts for its
+bridges in dockerd's DOCKER-USER chain, the hook dockerd documents for other tools (dockeruser.py; opt out
+with `--no-docker-user`). Another: refengine's bridges in a namespace of their own (`BridgeDriver(host_netns=...)`,
+as the tests do).
 """
 
 from __future__ import annotations

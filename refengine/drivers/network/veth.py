@@ -18,6 +18,8 @@ from pyroute2 import IPRoute
 from .bridge import ALIAS_PREFIX, check_ifname, lookup
 from .netlink import EEXIST, ENODEV, NetlinkError, iproute
 
+IFA_F_NODAD = 0x02
+
 
 def docker_mac(ipv4: str) -> str:
     """Docker's generated MAC: 02:42 (locally administered, unicast) followed by the four address bytes."""
@@ -41,12 +43,17 @@ class EndpointSpec:
     mtu: int = 1500
     ifname: str = ""  # name inside the container; "" means the first free ethN
     owner: str = ""  # "<network id>:<container id>" prefixes, kept in the host end's alias
+    ipv6: str = ""  # a global IPv6 address on IPv6-enabled networks ("" for none)
+    prefixlen6: int = 64
+    gateway6: str = ""
 
     def __post_init__(self) -> None:
         check_ifname(self.host_ifname)
         if self.ifname:
             check_ifname(self.ifname)
         ipaddress.IPv4Address(self.ipv4)
+        if self.ipv6:
+            ipaddress.IPv6Address(self.ipv6)
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,8 @@ def _configure_inside(nsipr: IPRoute, ifname: str, spec: EndpointSpec) -> str:
     lo = nsipr.link_lookup(ifname="lo")
     if lo:
         nsipr.link("set", index=lo[0], state="up")  # 127.0.0.11 (embedded DNS) and localhost need it
+    if spec.ipv6:
+        _configure_ipv6(nsipr, index, spec)
     if not spec.gateway or nsipr.get_default_routes(family=2):
         return ""  # a netns has one default route: the first network joined keeps it, as with dockerd
     try:
@@ -114,6 +123,17 @@ def _configure_inside(nsipr: IPRoute, ifname: str, spec: EndpointSpec) -> str:
         if exc.code != EEXIST:
             raise
     return spec.gateway
+
+
+def _configure_ipv6(nsipr: IPRoute, index: int, spec: EndpointSpec) -> None:
+    # IFA_F_NODAD: the address is usable at once (the address is IPAM's, unique on the bridge)
+    nsipr.addr("add", index=index, address=spec.ipv6, prefixlen=spec.prefixlen6, family=10, flags=IFA_F_NODAD)
+    if spec.gateway6 and not nsipr.get_default_routes(family=10):
+        try:
+            nsipr.route("add", dst="::/0", gateway=spec.gateway6, oif=index, family=10)
+        except NetlinkError as exc:
+            if exc.code != EEXIST:
+                raise
 
 
 def _delete(ipr: IPRoute, name: str) -> bool:
@@ -131,3 +151,11 @@ def _delete(ipr: IPRoute, name: str) -> bool:
 def delete_endpoint(ipr: IPRoute, host_ifname: str) -> bool:
     """Delete the host end (the peer goes with it). False if it was already gone, e.g. the netns died."""
     return _delete(ipr, check_ifname(host_ifname))
+
+
+def loopback_up(netns: str) -> None:
+    """Set lo up inside `netns` (a container without a bridge endpoint still has 127.0.0.1)."""
+    with iproute(netns) as nsipr:
+        lo = nsipr.link_lookup(ifname="lo")
+        if lo:
+            nsipr.link("set", index=lo[0], state="up")
