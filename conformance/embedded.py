@@ -35,7 +35,8 @@ class EmbeddedDaemon:
     def start(self, timeout: float = 30) -> Target:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "refengine.daemon.main", "-H", self.url,
-                                          "--data-root", os.path.join(self.dir, "state")],
+                                          "--data-root", os.path.join(self.dir, "state"),
+                                          "--stop-containers-on-exit"],  # leave no container behind
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         target = parse_target(self.url)
         deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from ..engine import system as system_jobs
 from ..engine import volumes as volume_jobs
 from ..engine.containers import jobs as container_jobs
 from ..engine.containers import lifecycle as lifecycle_jobs
-from ..engine.containers import netjobs
+from ..engine.containers import netjobs, restore
 from ..engine.containers.record import Container
 from ..engine.containers.store import ContainerStore
 from ..images.store import ContainerUse, ImageStore
@@ -33,6 +33,8 @@ from .handlers import lifecycle as lifecycle_handlers
 from .handlers import networks as network_handlers
 from .handlers import system as system_handlers
 from .handlers import volumes as volume_handlers
+from .netsetup import add_arguments as add_network_arguments
+from .netsetup import setup as setup_network
 from .router import Router
 from .server import DEFAULT_SOCKET, ListenConfig, Server, ServerConfigError
 
@@ -52,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tlskey", help="server key")
     p.add_argument("--insecure-tcp", action="store_true", help="allow TCP without TLS (dangerous)")
     p.add_argument("--debug", "-D", action="store_true")
+    p.add_argument("--stop-containers-on-exit", action="store_true",
+                   help="stop every container when the daemon exits (by default they keep running under their "
+                        "monitors and a restarted daemon takes them back); for test and embedded daemons")
+    add_network_arguments(p)
     return p.parse_args(argv)
 
 
@@ -86,7 +92,12 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     volume_jobs.register(engine, volume_store,
                          lambda action, name, attrs: events.emit("volume", action, name, attrs))
     volume_handlers.register(router, engine)
-    network_store = network_jobs.NetworkStore(args.data_root)
+    containers = ContainerStore(args.data_root)
+    net_setup = setup_network(args, containers, lambda action, net, attrs: events.emit(
+        "network", action, net.id, {"name": net.name, **attrs}))
+    network_store = net_setup.store
+    if net_setup.warnings:
+        sysinfo.extra["Warnings"] = list(net_setup.warnings)
     network_jobs.register(engine, network_store,
                           lambda action, net, attrs: events.emit("network", action, net.id,
                                                                  {"name": net.name, **attrs}))
@@ -95,7 +106,6 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     images = ImageStore(os.path.join(args.data_root, "image", driver.name), driver)
     images.on_event = lambda action, image_id, name: events.emit("image", action, image_id,
                                                                  {"name": name or image_id})
-    containers = ContainerStore(args.data_root)
     image_jobs.register(engine, images, lambda image_id: sum(1 for c in containers if c.image_id == image_id))
     image_handlers.register(router, engine)
     images.containers_using = lambda image_id: [ContainerUse(c.id, c.state.running) for c in containers
@@ -114,7 +124,7 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
 
     life = lifecycle_jobs.Lifecycle(images, containers, volume_dir,
                                     lambda action, c, extra: hooks.event("container", action, c, extra),
-                                    lambda: volume_store.create(anonymous=True).name)
+                                    lambda: volume_store.create(anonymous=True).name, net_setup.networking)
 
     def remove_anonymous(c: Container) -> None:
         for m in c.mounts:
@@ -122,11 +132,8 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
             if vol is not None and vol.anonymous:
                 volume_store.remove(vol.name, force=True)
     hooks.remove_anonymous_volumes = remove_anonymous
-    for c in containers:  # no monitor process keeps containers across a daemon restart yet
-        if c.state.running or c.state.paused:
-            c.state.status, c.state.running, c.state.paused, c.state.pid = "exited", False, False, 0
-            c.state.exit_code, c.state.error = 255, "the daemon restarted while the container ran"
-            containers.save(c)
+    restore.restore_all(life)  # containers whose monitor still runs are ours again; the others are settled
+    net_setup.readopt(containers)  # network of containers that survived the restart; release the others'
     container_jobs.register(engine, containers, image_jobs.StoreLookup(images), life, hooks, driver.name)
     lifecycle_jobs.register(engine, containers, life)
     lifecycle_handlers.register(router, engine, containers, life)
@@ -144,19 +151,30 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     sysinfo.cgroup_version = str(cgroups.detect().version)
 
     async def shutdown() -> None:
-        """Without a monitor process containers cannot outlive the daemon: stop them, then remove our
-        (now empty) parent cgroups so nothing of refengine's is left in the hierarchy."""
-        for c in list(containers):
-            if c.id in life.running:
+        """Containers keep running under their monitors (a restarted daemon takes them back). With
+        --stop-containers-on-exit (test daemons) they are stopped instead, and our then empty parent
+        cgroups removed, so nothing of refengine's is left in the hierarchy."""
+        life.closing = True
+        if args.stop_containers_on_exit:
+            async def stop(c: Container) -> None:
+                was = c.manually_stopped  # as dockerd: a stop by the daemon's exit is not the user's stop
                 try:
                     await life.stop(c, 5)
                 except Exception:
                     log.exception("stopping %s at shutdown", c.id[:12])
-        try:
-            cgroups.detect().remove_parent()
-        except Exception as exc:  # e.g. another refengined still uses it: leave it to that one
-            log.warning("parent cgroup not removed: %s", exc)
-    netjobs.register(engine, containers, network_store)
+                c.manually_stopped = was
+                if c.id in containers.by_id:
+                    containers.save(c)
+            await asyncio.gather(*(stop(c) for c in list(containers) if c.id in life.running))  # side by side
+            if life.tasks:  # exits being settled (layers unmounted, monitors reaped)
+                await asyncio.wait(list(life.tasks), timeout=30)
+            try:
+                cgroups.detect().remove_parent()
+            except Exception as exc:  # e.g. another refengined still uses it: leave it to that one
+                log.warning("parent cgroup not removed: %s", exc)
+        life.detach_all()
+        await net_setup.shutdown()  # bridges, nft table, DOCKER-USER rules no surviving container needs
+    netjobs.register(engine, containers, network_store, net_setup.networking)
     container_handlers.register(router, engine)
     return engine, router, shutdown
 
@@ -176,9 +194,14 @@ def _volume_names(c: Container) -> list[str]:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    listen = listen_config(args)  # a bad -H fails before anything (bridges, rules) is made
     _engine, router, shutdown = build(args)
-    server = Server(router, listen_config(args))
-    await server.start()
+    server = Server(router, listen)
+    try:
+        await server.start()
+    except BaseException:
+        await shutdown()  # e.g. the socket is taken: remove what build made
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,5 +1,7 @@
 """The json-file log driver: one JSON object per line, rotation by size, and reading with Docker's options.
 
+The writer (JsonFileWriter) lives in drivers/exec/jsonlog.py: the per-container monitor writes the log.
+
 Lines are `{"log": "<text with its newline>", "stream": "stdout|stderr", "time": "<RFC 3339 nano>"}` as
 dockerd writes them, so `docker logs` semantics (since, until, tail, timestamps, follow) map directly.
 A partial line (no trailing newline) is a record of its own without the newline, as dockerd does.
@@ -14,14 +16,12 @@ import os
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..drivers.exec.jsonlog import JsonFileWriter as JsonFileWriter  # re-exported: the engine's name for it
 
 STDOUT, STDERR = 1, 2
 STREAMS = {"stdout": STDOUT, "stderr": STDERR}
-
-
-def _stamp(t: dt.datetime | None = None) -> str:
-    t = t or dt.datetime.now(dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
 
 
 def parse_size(value: str | None) -> int | None:
@@ -52,57 +52,6 @@ def _nanos(stamp: str) -> int:
     head, _, frac = stamp.rstrip("Z").partition(".")
     base = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC)
     return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
-
-
-class JsonFileWriter:
-    """Appends records; rotates `path` → `path.1` … when max_size is reached (max_file files kept)."""
-
-    def __init__(self, path: str, max_size: int | None = None, max_file: int = 1) -> None:
-        self.path, self.max_size, self.max_file = path, max_size, max(1, max_file)
-        self.fh = open(path, "ab", buffering=0)
-        self.size = self.fh.tell()
-        self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
-
-    def write(self, stream: str, data: bytes) -> None:
-        """Bytes from the container's stream: complete lines become records, the rest waits."""
-        buf = self.partial[stream] + data
-        *lines, rest = buf.split(b"\n")
-        for line in lines:
-            self._record(stream, line + b"\n")
-        self.partial[stream] = rest
-        if len(rest) >= 16 * 1024:  # dockerd splits very long lines at 16 KiB too
-            self._record(stream, rest)
-            self.partial[stream] = b""
-
-    def flush_partial(self) -> None:
-        for stream, rest in self.partial.items():
-            if rest:
-                self._record(stream, rest)
-                self.partial[stream] = b""
-
-    def _record(self, stream: str, text: bytes) -> None:
-        line = json.dumps({"log": text.decode("utf-8", errors="replace"), "stream": stream, "time": _stamp()})
-        data = line.encode() + b"\n"
-        if self.max_size and self.size + len(data) > self.max_size and self.size > 0:
-            self._rotate()
-        self.fh.write(data)
-        self.size += len(data)
-
-    def _rotate(self) -> None:
-        self.fh.close()
-        if self.max_file > 1:
-            for i in range(self.max_file - 1, 0, -1):
-                src = self.path if i == 1 else f"{self.path}.{i - 1}"
-                if os.path.exists(src):
-                    os.replace(src, f"{self.path}.{i}")
-            self.fh = open(self.path, "wb", buffering=0)
-        else:
-            self.fh = open(self.path, "wb", buffering=0)  # one file: truncate, as dockerd with max-file=1
-        self.size = 0
-
-    def close(self) -> None:
-        self.flush_partial()
-        self.fh.close()
 
 
 def _files(path: str) -> list[str]:
@@ -150,36 +99,72 @@ def _wanted(rec: Record, opts: ReadOptions) -> bool:
     return not (opts.until is not None and rec.nanos > opts.until)
 
 
-async def read(path: str, opts: ReadOptions, finished: asyncio.Event | None = None) -> AsyncIterator[bytes]:
-    """The log as the API sends it; with follow, new records until `finished` is set (the container ended)."""
+def open_files(path: str) -> list[BinaryIO]:
+    """The log's files, opened now: a reader holds them as dockerd does, so a client that removes the
+    container before it reads the body (docker-py's run(stream=True, remove=True)) still gets its logs."""
+    names = _files(path)
+    if path not in names and os.path.isdir(os.path.dirname(path)):
+        # just started: the writer (it opens with O_APPEND|O_CREAT) may not have made the file yet; made
+        # here, this reader holds the very file the writer then appends to
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))
+        names.append(path)
+    return [open(name, "rb") for name in names]
+
+
+async def read(path: str, opts: ReadOptions, finished: asyncio.Event | None = None,
+               opened: list[BinaryIO] | None = None) -> AsyncIterator[bytes]:
+    """The log as the API sends it; with follow, new records until `finished` is set (the container ended).
+    `opened`: the files from open_files, when they had to be opened before the response started."""
     records: list[Record] = []
-    for name in _files(path):
-        with open(name, "rb") as fh:
-            for line in fh:
-                rec = _parse(line)
-                if rec and _wanted(rec, opts):
-                    records.append(rec)
-    if opts.tail is not None:
-        records = records[-opts.tail:] if opts.tail > 0 else []
-    for rec in records:
-        yield _out(rec, opts)
-    if not opts.follow:
-        return
-    # Follow: poll the live file from where it ends now (rotation restarts at 0).
-    offset = os.path.getsize(path) if os.path.exists(path) else 0
-    ino = os.stat(path).st_ino if os.path.exists(path) else None
+    live: BinaryIO | None = None  # the live file stays open for follow, as dockerd's reader holds it
+    for fh in opened if opened is not None else open_files(path):
+        complete = 0  # bytes up to the last whole line: a line being written is read again by follow
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            complete += len(line)
+            rec = _parse(line)
+            if rec and _wanted(rec, opts):
+                records.append(rec)
+        if fh.name == path and opts.follow:
+            fh.seek(complete)
+            live = fh
+        else:
+            fh.close()
+    try:
+        if opts.tail is not None:
+            records = records[-opts.tail:] if opts.tail > 0 else []
+        for rec in records:
+            yield _out(rec, opts)
+        if opts.follow:
+            async for data in _follow(path, live, opts, finished):
+                yield data
+    finally:
+        if live is not None:
+            live.close()
+
+
+async def _follow(path: str, live: BinaryIO | None, opts: ReadOptions,
+                  finished: asyncio.Event | None) -> AsyncIterator[bytes]:
+    """New records from the open live file; on rotation the old file is drained, then the new one read
+    from its start. A removed container's file is read to its end through the open handle."""
     pending = b""
-    while True:
-        done = finished is not None and finished.is_set()
-        try:
-            st = os.stat(path)
-            if st.st_ino != ino or st.st_size < offset:
-                ino, offset, pending = st.st_ino, 0, b""
-            if st.st_size > offset:
-                with open(path, "rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read()
-                offset += len(chunk)
+    try:
+        while True:
+            done = finished is not None and finished.is_set()  # before the read: the last read sees all
+            if live is None:
+                try:
+                    live = open(path, "rb")
+                except FileNotFoundError:
+                    pass
+            if live is not None:
+                if os.fstat(live.fileno()).st_size < live.tell():  # truncated in place (max-file 1)
+                    live.seek(0)
+                    pending = b""
+                chunk = live.read()
+                rotated = _rotated(path, live)
+                if rotated:
+                    chunk += live.read()  # the writer has moved on: this file is final
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
@@ -188,10 +173,23 @@ async def read(path: str, opts: ReadOptions, finished: asyncio.Event | None = No
                         yield _out(rec, opts)
                     elif rec and opts.until is not None and rec.nanos > opts.until:
                         return
-        except FileNotFoundError:
-            pass
-        if done:
-            return
-        if opts.until is not None and dt.datetime.now(dt.UTC).timestamp() * 1e9 > opts.until:
-            return
-        await asyncio.sleep(0.05)
+                if rotated:
+                    live.close()
+                    live, pending = None, b""
+                    continue
+            if done:
+                return
+            if opts.until is not None and dt.datetime.now(dt.UTC).timestamp() * 1e9 > opts.until:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _rotated(path: str, live: BinaryIO) -> bool:
+    """Whether `path` now names another file than `live` (rotated); a removed path is not a rotation."""
+    try:
+        return os.stat(path).st_ino != os.fstat(live.fileno()).st_ino
+    except FileNotFoundError:
+        return False

@@ -265,6 +265,26 @@ class Container:
                 raise
             return self.process
 
+    def init_state(self) -> dict[str, Any]:
+        """What another process needs to adopt this started container (see `adopt`): plain JSON."""
+        if self._init is None:
+            raise RuntimeError("the container was not started")
+        return {"init": self._init, "faults": sorted(self._faults)}
+
+    @classmethod
+    def adopt(cls, config: ContainerConfig, state: dict[str, Any], process: Any) -> Container:
+        """A container started elsewhere (a monitor process): `state` from its init_state(), `process`
+        a handle with the Process interface (pid, poll, wait, signal, close). Its cgroup is loaded by
+        name; exec, signals, pause and destroy then work as for one started here."""
+        c = cls(config)
+        c._init, c._faults, c.process = state["init"], frozenset(state.get("faults") or ()), process
+        if config.cgroup_name:
+            try:
+                c.cgroup = _driver(config.cgroup_parent).load(config.cgroup_name)
+            except cgroups.CgroupError:
+                c.cgroup = None  # gone already (the container ended): nothing to manage there
+        return c
+
     def _go_info(self) -> dict[str, Any]:
         cg = self.cgroup
         return {"cgroup_dirs": sorted(set(cg.paths.values()))} if cg is not None else {}

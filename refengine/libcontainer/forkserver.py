@@ -61,9 +61,10 @@ def serve(fd: int) -> None:
         sock.send(init.dumps({"pid": pid}))
 
 
-def _child(server_sock: object, fds: list[int]) -> None:
+def _child(server_sock: object | None, fds: list[int]) -> None:
     try:
-        server_sock.close()  # type: ignore[attr-defined]
+        if server_sock is not None:  # None: forked inline by a monitor (process._fork_inline)
+            server_sock.close()  # type: ignore[attr-defined]
         stdin, stdout, stderr, chan = fds
         # move the channel out of the way of 0-2 first, then put stdio in place
         chan2 = os.dup(chan) if chan <= 2 else chan

@@ -327,7 +327,20 @@ def shutdown_forkserver() -> None:
     _forkserver.close()
 
 
+def _fork_inline(fds: list[int]) -> int:
+    """Fork the init from this process (REFENGINE_FORKSERVER=inline): only for a single-threaded
+    process that has the init imported already, such as a container monitor; no exec, no server."""
+    from . import forkserver, init
+    pid = os.fork()
+    if pid == 0:
+        init.prepare_process()
+        forkserver._child(None, fds)  # never returns
+    return pid
+
+
 def _launch(csock: socket.socket, stdio: _Stdio, use_forkserver: bool) -> _Intermediate:
+    if os.environ.get("REFENGINE_FORKSERVER") == "inline":
+        return _Intermediate(_fork_inline([*stdio.child, csock.fileno()]))
     if use_forkserver:
         return _Intermediate(_forkserver.launch([*stdio.child, csock.fileno()]))
     popen = subprocess.Popen(init_argv(csock.fileno()), pass_fds=(csock.fileno(),), env={}, close_fds=True,

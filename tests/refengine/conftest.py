@@ -21,7 +21,8 @@ def refengined() -> Iterator[str]:
     sock = os.path.join(root, "refengine.sock")
     log = open(os.path.join(root, "daemon.log"), "w")
     proc = subprocess.Popen([sys.executable, "-m", "refengine.daemon.main", "-H", f"unix://{sock}",
-                             "--data-root", os.path.join(root, "state")], stdout=log, stderr=subprocess.STDOUT)
+                             "--data-root", os.path.join(root, "state"), "--stop-containers-on-exit"],
+                            stdout=log, stderr=subprocess.STDOUT)
     session = requests_unixsocket.Session()
     url = "http+unix://" + sock.replace("/", "%2F") + "/_ping"
     deadline = time.monotonic() + 20

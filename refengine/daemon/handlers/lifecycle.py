@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import re
+import select
 from collections.abc import AsyncIterator
+from typing import Any
 
 from ...engine import Engine
 from ...engine import logs as logmod
@@ -16,6 +21,7 @@ from ...engine.containers.lifecycle import Lifecycle, read_fd
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import Conflict, InvalidParameter
 from ...engine.events import parse_time
+from .. import detachkeys
 from ..http import (
     RAW_STREAM,
     HijackResponse,
@@ -40,9 +46,18 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
             return empty(status)
         return handler
 
-    async def wait(request: Request) -> Response:
-        return json_response(await engine.run("container_wait", request.params["id"],
-                                              condition=request.q("condition")))
+    async def wait(request: Request) -> Response | StreamResponse:
+        # As dockerd (API >= 1.30): the 200 head goes out as soon as the wait is registered, so a client
+        # (docker run) can start or kill the container after it and not miss the exit; the body follows.
+        registered = asyncio.Event()
+        job = asyncio.ensure_future(engine.run("container_wait", request.params["id"],
+                                               condition=request.q("condition"), registered=registered))
+        signal = asyncio.ensure_future(registered.wait())
+        await asyncio.wait({job, signal}, return_when=asyncio.FIRST_COMPLETED)
+        signal.cancel()
+        if job.done():  # failed (404, 400) or already answered: an ordinary response
+            return json_response(job.result())
+        return StreamResponse(_wait_body(job), content_type="application/json")
 
     async def logs(request: Request) -> StreamResponse:
         c = store.get(request.params["id"])
@@ -65,13 +80,18 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
                 if False:
                     yield b""
             return StreamResponse(nothing(), content_type=RAW_STREAM)
-        return StreamResponse(logmod.read(c.log_path, opts, life.finished(c)), content_type=RAW_STREAM)
+        opened = logmod.open_files(c.log_path)  # before the head: the container may be removed meanwhile
+        return StreamResponse(logmod.read(c.log_path, opts, life.finished(c), opened), content_type=RAW_STREAM)
 
     async def attach(request: Request) -> HijackResponse:
         c = store.get(request.params["id"])
         tty = bool(c.config.get("Tty"))
         want = {1: request.qbool("stdout"), 2: request.qbool("stderr")}
         use_stdin, stream, replay = request.qbool("stdin"), request.qbool("stream"), request.qbool("logs")
+        try:
+            keys = detachkeys.parse(request.q("detachKeys"))
+        except detachkeys.InvalidDetachKeys as exc:
+            raise InvalidParameter(str(exc)) from None
         queue = life.subscribe(c) if stream else None
 
         def frame(stream_no: int, data: bytes) -> bytes:
@@ -98,8 +118,17 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
                 raw.close_write()
 
         async def _stdin_pump(raw: RawStream, c=c) -> None:
+            watcher = detachkeys.Watcher(keys) if tty else None  # as dockerd: only a TTY attach detaches
             while data := await raw.read():
-                await life.write_stdin(c, data)
+                detached = False
+                if watcher is not None:
+                    data, detached = watcher.feed(data)
+                if data:
+                    await life.write_stdin(c, data)
+                if detached:  # end this attach; the container keeps running (and its stdin open)
+                    if queue is not None:
+                        queue.put_nowait(None)
+                    return
             if c.config.get("StdinOnce"):
                 life.close_stdin(c)
 
@@ -120,7 +149,7 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
         cfg = rec.config
         return json_response({
             "CanRemove": False, "ContainerID": rec.container_id, "DetachKeys": "",
-            **({"ExitCode": rec.exit_code} if rec.exit_code is not None else {}),
+            "ExitCode": rec.exit_code,  # null until it ended, as dockerd: docker-py reads the key at once
             "ID": rec.id, "OpenStderr": bool(cfg.get("AttachStderr")), "OpenStdin": bool(cfg.get("AttachStdin")),
             "OpenStdout": bool(cfg.get("AttachStdout")), "Running": rec.running, "Pid": rec.pid,
             "ProcessConfig": {"arguments": list(cfg["Cmd"][1:]), "entrypoint": cfg["Cmd"][0],
@@ -130,19 +159,35 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
     async def exec_start(request: Request) -> Response | HijackResponse:
         rec = life.exec_get(request.params["id"])
         body = await request.json() or {}
-        proc, out_fd, err_fd, stdin_fd = await life.exec_run(rec)
+        life.exec_check(rec)  # a paused container: 409 before any hijack, as dockerd
         tty = bool(rec.config.get("Tty"))
-        reaper = asyncio.ensure_future(life.exec_reap(rec, proc)) if proc is not None else None
         if body.get("Detach"):
+            proc, out_fd, err_fd, stdin_fd = await life.exec_run(rec)
+            if proc is not None:
+                asyncio.ensure_future(life.exec_reap(rec, proc))
             for fd in (out_fd, err_fd, stdin_fd):
                 if fd is not None:
                     with contextlib.suppress(OSError):
-                        import os
                         os.close(fd)
             return Response(200)
 
         async def run(raw: RawStream) -> None:
-            import os
+            # As dockerd, the process starts only after the hijack head went out: output that arrived
+            # with the head would land in the client's HTTP buffer, where docker-py never reads it.
+            try:
+                proc, out_fd, err_fd, stdin_fd = await life.exec_run(rec)
+            except Conflict as exc:
+                # dockerd hijacks first and writes why the exec cannot start (already run) into the stream
+                line = f"{exc}\r\n".encode()
+                with contextlib.suppress(ConnectionError, OSError):
+                    await raw.write(line if tty else logmod.frame(1, line))
+                raw.close_write()
+                return
+            reaper = asyncio.ensure_future(life.exec_reap(rec, proc)) if proc is not None else None
+            if tty and stdin_fd is not None and getattr(proc, "console", None) is not None:
+                # a TTY exec reads the pty slave, not the stdin pipe: what the client types goes to the console
+                os.close(stdin_fd)
+                stdin_fd = os.dup(out_fd)
             queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
 
             async def drain(fd: int, no: int) -> None:
@@ -154,11 +199,11 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
             if err_fd is not None:
                 readers.append(asyncio.ensure_future(drain(err_fd, 2)))
 
-            async def stdin_pump() -> None:
+            async def stdin_pump(fd: int) -> None:
                 while data := await raw.read():
-                    await asyncio.to_thread(os.write, stdin_fd, data)
-                os.close(stdin_fd)
-            pump = asyncio.ensure_future(stdin_pump()) if stdin_fd is not None else None
+                    await asyncio.to_thread(_write_all, fd, data)
+                os.close(fd)
+            pump = asyncio.ensure_future(stdin_pump(stdin_fd)) if stdin_fd is not None else None
             open_streams = len(readers)
             try:
                 while open_streams:
@@ -180,9 +225,10 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
         return HijackResponse(run, content_type=RAW_STREAM)
 
     async def exec_resize(request: Request) -> Response:
+        h, w = _atoi(request.q("h")), _atoi(request.q("w"))  # both required, as dockerd
         rec = life.exec_get(request.params["id"])
-        if not rec.running:
-            raise Conflict(f"Exec {rec.id} is not running")
+        await _until_started(rec)
+        life.exec_resize(rec, h, w)
         return Response(200)
 
     for verb, job in (("start", "container_start"), ("stop", "container_stop"), ("restart", "container_restart"),
@@ -196,3 +242,46 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
     router.add("GET", "/exec/{id}/json", exec_inspect)
     router.add("POST", "/exec/{id}/start", exec_start)
     router.add("POST", "/exec/{id}/resize", exec_resize)
+
+
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _atoi(value: str | None) -> int:
+    """Go's strconv.Atoi, with its error text: dockerd parses resize sizes so and answers 400."""
+    text = value or ""
+    if not _GO_INT.fullmatch(text):
+        raise InvalidParameter(f'strconv.Atoi: parsing "{text}": invalid syntax')
+    return int(text)
+
+
+async def _wait_body(job: asyncio.Future[Any]) -> AsyncIterator[bytes]:
+    """The wait response's body once the job ends; the job is dropped if the client goes away."""
+    try:
+        try:
+            body = await job
+        except Exception as exc:  # after the head only the body can carry an error (dockerd's Error field)
+            cause = getattr(exc, "cause", exc)
+            body = {"StatusCode": -1, "Error": {"Message": str(cause)}}
+        yield (json.dumps(body) + "\n").encode()
+    finally:
+        job.cancel()
+
+
+async def _until_started(rec: Any, limit: float = 10.0) -> None:
+    """Wait while an exec is claimed but its process not spawned yet: the process starts after the
+    hijack head, and a client resizes as soon as it has that head (dockerd waits too, up to 10 s)."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while rec.running and rec.proc is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte, also to a non-blocking fd (a TTY exec's console shares the reader's O_NONBLOCK)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+

@@ -1,9 +1,10 @@
 """Running containers: start, exit, stop, kill, wait, pause, logs, attach and exec over libcontainer.
 
-The daemon holds each running container's stdio: output goes to the json-file log and to attached
-clients; the pidfd tells the event loop when PID 1 exits. (A per-container monitor process that
-would let containers outlive a daemon restart is not built yet: on restart, containers that were
-running are marked exited with the error "daemon restarted".)
+Each running container has a monitor process (drivers/exec/monitor.py) that is PID 1's parent, holds
+its stdio, writes the json-file log and records the exit status; the daemon talks to it over a unix
+socket (a MonitorLink) and fans its output to attached clients. Containers therefore outlive a daemon
+restart: restore.py reconnects to their monitors when the daemon starts again. Execs stay in the
+daemon (setns from here): they do not survive a restart.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import os
 import secrets
 import signal
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...drivers.exec import native
+from ...drivers.exec import monitor_client, native
 from ...images.store import ImageStore
 from ...libcontainer import Container as LcContainer
-from ...libcontainer.config import ConfigError
+from ...libcontainer.config import ConfigError, ContainerConfig
 from ...libcontainer.process import StartError
 from .. import logs as logmod
 from ..engine import Engine, Job
@@ -49,12 +49,11 @@ def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:
 @dataclass
 class Running:
     lc: LcContainer
-    process: Any
-    writer: logmod.JsonFileWriter | None
-    stdin_fd: int | None
+    process: monitor_client.MonitoredProcess
+    link: monitor_client.MonitorLink
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: set[asyncio.Queue[tuple[int, bytes] | None]] = field(default_factory=set)
-    open_streams: int = 0
+    output_done: bool = False
 
 
 @dataclass
@@ -65,6 +64,8 @@ class ExecRecord:
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
+    run: Any = None  # the container's Running it was created in: the exec lives as long as that run
+    proc: Any = None  # the process while it runs (resize)
 
 
 class Lifecycle(LayerRuntime):
@@ -81,6 +82,8 @@ class Lifecycle(LayerRuntime):
         self.removed: dict[str, asyncio.Event] = {}
         self.execs: dict[str, ExecRecord] = {}
         self.pending: dict[str, set[asyncio.Queue[tuple[int, bytes] | None]]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()  # exits and restarts being handled
+        self.closing = False  # the daemon is shutting down: no restarts
 
     # --- Runtime protocol (with LayerRuntime) ----------------------------------------------------
     async def kill_and_wait(self, c: Container) -> None:
@@ -112,6 +115,8 @@ class Lifecycle(LayerRuntime):
     async def cleanup(self, c: Container) -> None:
         await super().cleanup(c)
         self.removed.setdefault(c.id, asyncio.Event()).set()
+        for q in self.pending.pop(c.id, set()):  # attached to a run that will never come
+            q.put_nowait(None)
 
     # --- start and exit -------------------------------------------------------------------------
     async def start(self, c: Container) -> None:
@@ -129,126 +134,101 @@ class Lifecycle(LayerRuntime):
         except ConfigError as exc:
             await asyncio.to_thread(self.images.layers.unmount, c.id)
             raise InvalidParameter(str(exc)) from None
-        tty = bool(c.config.get("Tty"))
-        stdin_r = stdin_w = None
-        if c.config.get("OpenStdin"):
-            stdin_r, stdin_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
         c.log_path = c.log_path or os.path.join(cdir, f"{c.id}-json.log")
-        lc = LcContainer(cfg)
+        log_cfg = c.host_config.get("LogConfig") or {}
+        opts = log_cfg.get("Config") or {}
+        launch = monitor_client.LaunchSpec(
+            cfg, tty=bool(c.config.get("Tty")), open_stdin=bool(c.config.get("OpenStdin")),
+            log_path=None if (log_cfg.get("Type") or "json-file") == "none" else c.log_path,
+            log_max_size=logmod.parse_size(opts.get("max-size")), log_max_file=int(opts.get("max-file") or 1))
         try:
-            # Never None: that would hand the daemon's own stdio to the container
-            process = await asyncio.to_thread(
-                lc.start, stdin_r if stdin_r is not None else subprocess.DEVNULL,
-                subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w,
-                lambda pid: self.networking.join(c, pid))
-        except (StartError, ConfigError) as exc:
-            for fd in (stdin_r, stdin_w, out_r, out_w, err_r, err_w):
-                if fd is not None:
-                    os.close(fd)
+            link = await asyncio.to_thread(monitor_client.launch, cdir, c.id, launch,
+                                           lambda pid: self.networking.join(c, pid))
+        except monitor_client.StartFailed as exc:
             await self.networking.leave(c)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
-            code = getattr(exc, "exit_code", 128)
-            c.state.exit_code, c.state.error, c.state.status = code, str(exc), "exited" if c.has_been_started \
-                else "created"
+            c.state.exit_code, c.state.error, c.state.status = exc.exit_code, str(exc), "exited" \
+                if c.has_been_started else "created"
             c.state.finished_at = now_rfc3339() if c.has_been_started else c.state.finished_at
             self.store.save(c)
             raise InvalidParameter(f"failed to create shim task: OCI runtime create failed: {exc}") from None
-        for fd in (stdin_r, out_w, err_w):
-            if fd is not None:
-                os.close(fd)
-        opts = (c.host_config.get("LogConfig") or {}).get("Config") or {}
-        writer = None
-        if ((c.host_config.get("LogConfig") or {}).get("Type") or "json-file") != "none":
-            writer = logmod.JsonFileWriter(c.log_path, logmod.parse_size(opts.get("max-size")),
-                                           int(opts.get("max-file") or 1))
-        run = Running(lc, process, writer, stdin_w)
-        run.subscribers |= self.pending.pop(c.id, set())  # clients that attached before the start
-        self.running[c.id] = run
-        if self.exits.get(c.id) is None or self.exits[c.id].is_set():
-            self.exits[c.id] = asyncio.Event()  # waiters of "next-exit" registered before the start keep theirs
-        loop = asyncio.get_running_loop()
-        if tty and process.console is not None:
-            self._pump(loop, run, os.dup(process.console), 1)
-            os.close(out_r)
-            os.close(err_r)
-        else:
-            self._pump(loop, run, out_r, 1)
-            self._pump(loop, run, err_r, 2)
-        loop.add_reader(process.fileno(), self._on_exit, c.id)
+        self.attach_monitor(c, cfg, link)
         st = c.state
-        st.status, st.running, st.paused, st.pid, st.exit_code, st.error = "running", True, False, process.pid, 0, ""
+        st.status, st.running, st.paused, st.pid, st.exit_code, st.error = "running", True, False, link.pid, 0, ""
         st.oom_killed, st.started_at = False, now_rfc3339()
         c.has_been_started, c.manually_stopped = True, False
         self.store.save(c)
         self.event("start", c, {})
 
-    def _pump(self, loop: asyncio.AbstractEventLoop, run: Running, fd: int, stream: int) -> None:
-        os.set_blocking(fd, False)
-        run.open_streams += 1
-        name = "stdout" if stream == 1 else "stderr"
+    def attach_monitor(self, c: Container, cfg: ContainerConfig, link: monitor_client.MonitorLink) -> Running:
+        """Make `link`'s container one of ours: a libcontainer handle for exec/signals/pause/destroy,
+        output to subscribers, the exit to _finish. Also used for containers found at daemon start."""
+        state = monitor_client.read_init_state(self.store.container_dir(c.id)) or {"init": None}
+        proc = monitor_client.MonitoredProcess(link.pid, link)
+        lc = LcContainer.adopt(cfg, state, proc)
+        run = Running(lc, proc, link)
+        run.subscribers |= self.pending.pop(c.id, set())  # clients that attached before the start
+        self.running[c.id] = run
+        if self.exits.get(c.id) is None or self.exits[c.id].is_set():
+            self.exits[c.id] = asyncio.Event()  # waiters of "next-exit" registered before the start keep theirs
+        loop = asyncio.get_running_loop()
 
-        def readable() -> None:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                loop.remove_reader(fd)
-                os.close(fd)
-                run.open_streams -= 1
-                if run.open_streams == 0:
-                    for q in list(run.subscribers):
-                        q.put_nowait(None)
-                return
-            if run.writer is not None:
-                run.writer.write(name, data)
+        def output(stream: int, data: bytes) -> None:
             for q in list(run.subscribers):
                 q.put_nowait((stream, data))
-        loop.add_reader(fd, readable)
 
-    def _on_exit(self, cid: str) -> None:
-        run = self.running.get(cid)
-        if run is None:
-            return
-        code = run.process.poll()
-        if code is None:
-            return
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(run.process.fileno())
-        loop.create_task(self._finish(cid, run, code))
+        def output_eof() -> None:
+            run.output_done = True
+            for q in list(run.subscribers):
+                q.put_nowait(None)
 
-    async def _finish(self, cid: str, run: Running, code: int) -> None:
-        deadline = time.monotonic() + 2
-        while run.open_streams and time.monotonic() < deadline:  # let the pumps drain the pipes
-            await asyncio.sleep(0.01)
-        oom = False
-        if run.lc.cgroup is not None:
+        def exited(rec: monitor_client.ExitRecord) -> None:
+            proc.set_exit(rec.code)
+            self._spawn(self._finish(c.id, run, rec))
+
+        def lost() -> None:  # the monitor died without telling: its exit file, if it wrote one, knows
+            rec = monitor_client.read_exit(self.store.container_dir(c.id))
+            proc.set_exit(rec.code if rec else 255)
+            self._spawn(self._finish(c.id, run, rec or monitor_client.ExitRecord(255),
+                                     "" if rec else "the container monitor exited unexpectedly"))
+        link.start(loop, monitor_client.Callbacks(output, output_eof, exited, lost))
+        return run
+
+    def detach_all(self) -> None:
+        """Daemon exit: stop talking to the monitors; the containers keep running."""
+        for run in list(self.running.values()):
+            run.link.close()
+        monitor_client.shutdown_zygote()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _finish(self, cid: str, run: Running, rec: monitor_client.ExitRecord, error: str = "") -> None:
+        code = rec.code
+        oom = rec.oom
+        if not oom and run.lc.cgroup is not None:
             try:
                 oom = bool(run.lc.cgroup.oom_killed())
             except Exception:
                 oom = False
+        if not run.output_done:
+            for q in list(run.subscribers):
+                q.put_nowait(None)
         await asyncio.to_thread(run.lc.destroy)
+        run.link.close()
+        await run.link.reap()
         c = self.store.by_id.get(cid)
         if c is not None:
             await self.networking.leave(c)
-        if run.writer is not None:
-            run.writer.close()
-        if run.stdin_fd is not None:
-            try:
-                os.close(run.stdin_fd)
-            except OSError:
-                pass
         self.running.pop(cid, None)
         c = self.store.by_id.get(cid)
         if c is not None:
             await asyncio.to_thread(self.images.layers.unmount, cid)
             st = c.state
             st.status, st.running, st.paused, st.pid, st.exit_code = "exited", False, False, 0, code
-            st.oom_killed, st.finished_at = oom, now_rfc3339()
+            st.oom_killed, st.finished_at, st.error = oom, rec.finished_at or now_rfc3339(), error
             self.store.save(c)
             self.event("die", c, {"exitCode": str(code)})
         run.exited.set()
@@ -257,11 +237,11 @@ class Lifecycle(LayerRuntime):
             await self.cleanup(c)
             self.store.remove(c)
             self.event("destroy", c, {})
-        elif c is not None and self._restart_wanted(c, code):
+        elif c is not None and self._restart_wanted(c, code) and not self.closing:
             c.restart_count += 1
             self.store.save(c)
             await asyncio.sleep(0.1 * min(c.restart_count, 10))
-            if c.manually_stopped or c.id not in self.store.by_id:
+            if c.manually_stopped or c.id not in self.store.by_id or self.closing:
                 return
             try:
                 await self.start(c)
@@ -333,32 +313,37 @@ class Lifecycle(LayerRuntime):
         self.event("pause" if pause else "unpause", c, {})
 
     async def wait(self, c: Container, condition: str) -> int:
+        return await self.wait_for(c, condition)
+
+    def wait_for(self, c: Container, condition: str) -> Awaitable[int]:
+        """Register a waiter now, before anything else can happen, and return what to await for the exit
+        code (so the API can answer the head at once and the client may then start or kill). As dockerd:
+        not-running returns at once for a container that is not running; next-exit waits for the next
+        exit even of an exited one; removed waits for removal, which also ends the other two."""
         if condition not in ("not-running", "next-exit", "removed", ""):
             raise InvalidParameter(f"invalid condition: \"{condition}\"")
-        if condition == "removed":
-            await self.removed.setdefault(c.id, asyncio.Event()).wait()
-            return c.state.exit_code  # the record outlives the store entry: its last exit code
+        events = [self.removed.setdefault(c.id, asyncio.Event())]
         if condition in ("not-running", "") and not c.state.running:
-            return c.state.exit_code
-        ev = self.exits.setdefault(c.id, asyncio.Event())
-        if ev.is_set():
-            ev = self.exits[c.id] = asyncio.Event()
-        await ev.wait()
-        return c.state.exit_code
+            events = []
+        elif condition != "removed":
+            ev = self.exits.setdefault(c.id, asyncio.Event())
+            if ev.is_set():
+                ev = self.exits[c.id] = asyncio.Event()
+            events.append(ev)
+        return _first_of(events, lambda: c.state.exit_code)  # the record outlives removal: its last code
 
     # --- streams --------------------------------------------------------------------------------
-    def subscribe(self, c: Container) -> asyncio.Queue[tuple[int, bytes] | None] | None:
-        """Output of the running container, or of its next start if it is only created (docker run
-        attaches before it starts); None for a container that ran and ended."""
+    def subscribe(self, c: Container) -> asyncio.Queue[tuple[int, bytes] | None]:
+        """Output of the running container, or else of its next start (docker run attaches before the
+        start, `docker start -a` to an exited container): as dockerd, the stream waits for that run.
+        None in the queue ends it (the run ended, or the container was removed)."""
         q: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
         run = self.running.get(c.id)
         if run is not None:
             run.subscribers.add(q)
             return q
-        if c.state.status == "created":
-            self.pending.setdefault(c.id, set()).add(q)
-            return q
-        return None
+        self.pending.setdefault(c.id, set()).add(q)
+        return q
 
     def unsubscribe(self, c: Container, q: Any) -> None:
         run = self.running.get(c.id)
@@ -368,22 +353,15 @@ class Lifecycle(LayerRuntime):
 
     async def write_stdin(self, c: Container, data: bytes) -> bool:
         run = self.running.get(c.id)
-        if run is None or run.stdin_fd is None:
+        if run is None or not c.config.get("OpenStdin"):
             return False
-        try:
-            await asyncio.to_thread(os.write, run.stdin_fd, data)
-            return True
-        except OSError:
-            return False
+        run.link.write_stdin(data)
+        return True
 
     def close_stdin(self, c: Container) -> None:
         run = self.running.get(c.id)
-        if run is not None and run.stdin_fd is not None:
-            try:
-                os.close(run.stdin_fd)
-            except OSError:
-                pass
-            run.stdin_fd = None
+        if run is not None and c.config.get("OpenStdin"):
+            run.link.close_stdin()
 
     def finished(self, c: Container) -> asyncio.Event:
         run = self.running.get(c.id)
@@ -397,8 +375,8 @@ class Lifecycle(LayerRuntime):
         run = self.running.get(c.id)
         if run is None:
             raise Conflict(f"Container {c.id} is not running")
-        if run.process.console is not None:
-            run.process.resize(h, w)
+        if c.config.get("Tty"):
+            run.link.resize(h, w)
 
     # --- exec -----------------------------------------------------------------------------------
     def exec_create(self, c: Container, body: dict[str, Any]) -> str:
@@ -409,23 +387,50 @@ class Lifecycle(LayerRuntime):
         if c.state.paused:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         eid = secrets.token_hex(32)
-        self.execs[eid] = ExecRecord(eid, c.id, dict(body))
+        self.execs = {k: rec for k, rec in self.execs.items() if self._exec_alive(rec)}  # drop ended runs' execs
+        self.execs[eid] = ExecRecord(eid, c.id, dict(body), run=self.running[c.id])
         self.event("exec_create: " + " ".join(body["Cmd"]), c, {"execID": eid})
         return eid
 
+    def _exec_alive(self, rec: ExecRecord) -> bool:
+        """dockerd forgets a container's execs when it stops: an exec belongs to one run of it."""
+        return rec.run is not None and self.running.get(rec.container_id) is rec.run
+
     def exec_get(self, eid: str) -> ExecRecord:
-        try:
-            return self.execs[eid]
-        except KeyError:
-            raise NotFound(f"No such exec instance: {eid}") from None
+        rec = self.execs.get(eid)
+        if rec is None or not self._exec_alive(rec):
+            self.execs.pop(eid, None)
+            raise NotFound(f"No such exec instance: {eid}")
+        return rec
+
+    def exec_ids(self, c: Container) -> list[str]:
+        """ExecIDs of container inspect: the execs of its current run, running or ended."""
+        return [eid for eid, rec in self.execs.items() if rec.container_id == c.id and self._exec_alive(rec)]
+
+    def exec_check(self, rec: ExecRecord) -> None:
+        """What dockerd refuses before it hijacks an exec start: a container that stopped or is paused."""
+        c = self.store.by_id.get(rec.container_id)
+        if c is None or rec.container_id not in self.running:
+            raise Conflict(f"Container {rec.container_id} is not running")
+        if c.state.paused:
+            raise Conflict(f"Container {rec.container_id} is paused, unpause the container before exec")
+
+    def exec_resize(self, rec: ExecRecord, h: int, w: int) -> None:
+        self.exec_check(rec)
+        if rec.proc is None:
+            raise Conflict(f"Exec {rec.id} is not running")
+        if rec.proc.console is not None:
+            rec.proc.resize(h, w)
 
     async def exec_run(self, rec: ExecRecord) -> tuple[Any, int, int | None, int | None]:
         """Start the exec'd process; its (process, out fd, err fd or None, stdin fd or None)."""
-        run = self.running.get(rec.container_id)
-        if run is None:
-            raise Conflict(f"Container {rec.container_id} is not running")
-        if rec.running or rec.exit_code is not None:
+        self.exec_check(rec)
+        run = self.running[rec.container_id]
+        if rec.exit_code is not None:
             raise Conflict(f"Error: Exec command {rec.id} has already run")
+        if rec.running:
+            raise Conflict(f"Error: Exec command {rec.id} is already running")
+        rec.running = True  # claimed before the first await: a second start meanwhile is refused
         tty = bool(rec.config.get("Tty"))
         stdin_r = stdin_w = None
         if rec.config.get("AttachStdin"):
@@ -435,14 +440,19 @@ class Lifecycle(LayerRuntime):
         try:
             proc = await asyncio.to_thread(run.lc.exec, native.exec_config(rec.config),
                                            stdin_r if stdin_r is not None else subprocess.DEVNULL,
-                                           subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w,
-                lambda pid: self.networking.join(c, pid))
+                                           subprocess.DEVNULL if tty else out_w, subprocess.DEVNULL if tty else err_w)
         except StartError as exc:
-            rec.exit_code = exc.exit_code
+            rec.running, rec.exit_code = False, exc.exit_code
             os.write(err_w, f"{exc}\n".encode())  # the client sees why, on stderr, as with dockerd
             if stdin_w is not None:
                 os.close(stdin_w)
             return None, out_r, err_r, None
+        except BaseException:
+            rec.running = False
+            for fd in (out_r, err_r, stdin_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
         finally:
             for fd in (stdin_r, out_w, err_w):
                 if fd is not None:
@@ -450,7 +460,7 @@ class Lifecycle(LayerRuntime):
                         os.close(fd)
                     except OSError:
                         pass
-        rec.running, rec.pid = True, proc.pid
+        rec.pid, rec.proc = proc.pid, proc
         c = self.store.by_id.get(rec.container_id)
         if c is not None:
             self.event("exec_start: " + " ".join(rec.config["Cmd"]), c, {"execID": rec.id})
@@ -462,6 +472,7 @@ class Lifecycle(LayerRuntime):
 
     async def exec_reap(self, rec: ExecRecord, proc: Any) -> None:
         code = await asyncio.to_thread(proc.wait)
+        rec.proc = None  # before close: no resize of a closed console
         proc.close()
         rec.running, rec.exit_code = False, code
         c = self.store.by_id.get(rec.container_id)
@@ -471,6 +482,18 @@ class Lifecycle(LayerRuntime):
 
 class NotModified(Exception):
     http_status = 304
+
+
+async def _first_of(events: list[asyncio.Event], result: Callable[[], int]) -> int:
+    """result() once any of `events` is set (at once when there are none)."""
+    waiters = [asyncio.ensure_future(ev.wait()) for ev in events]
+    try:
+        if waiters:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+    return result()
 
 
 async def read_fd(fd: int) -> AsyncIterator[bytes]:
@@ -529,9 +552,12 @@ def register(engine: Engine, store: ContainerStore, life: Lifecycle) -> None:
         await life.kill(c, parse_signal(job.getenv("signal")))
 
     async def wait(job: Job) -> dict[str, Any]:
+        """env `registered` (an asyncio.Event, optional) is set once the waiter is in place."""
         c = store.get(job.args[0])
-        code = await life.wait(c, job.getenv("condition") or "not-running")
-        return {"StatusCode": code}
+        waiter = life.wait_for(c, job.getenv("condition") or "not-running")
+        if job.getenv("registered") is not None:
+            job.getenv("registered").set()
+        return {"StatusCode": await waiter}
 
     async def pause(job: Job) -> None:
         await life.pause(store.get(job.args[0]), True)

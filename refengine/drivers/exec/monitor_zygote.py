@@ -1,0 +1,148 @@
+"""A pre-warmed parent for container monitors: saves each start the interpreter and its imports.
+
+A fresh `python -I -S` importing libcontainer costs well over 100 ms on this kind of machine; the
+container start waits for it. The zygote is that interpreter, started once per daemon with
+monitor_launch (and so libcontainer) imported, single-threaded, waiting on a SOCK_SEQPACKET socket.
+For each container it gets the ids (JSON) and two fds (SCM_RIGHTS: the monitor's end of the daemon's
+channel, its log file), clones a child with CLONE_PARENT -- so the monitor is the daemon's child,
+which reaps it -- and answers its pid. The child makes its own session (a signal to the daemon's
+process group must not reach it), puts the fds in place and runs monitor_launch.run, which forks the
+container's init inline and finally re-executes into the lean monitor.
+
+The zygote exits when the daemon closes its end; monitors it made are separate processes and stay.
+It is spawned with only the daemon's REFENGINE_* variables (fault injection must reach the monitors).
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+from ...libcontainer import syscalls as sc
+from . import monitor_launch
+
+NAME = "refengine-launcher"  # not the monitor marker: tools that count monitors must not count this
+_BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from refengine.drivers.exec.monitor_zygote import serve;serve(int(sys.argv[3]))"
+
+
+def _warm() -> None:
+    """Fill the per-process caches every start needs, once, before forking: the default seccomp
+    program (libseccomp loaded, the filter compiled) and the cgroup driver (mount table read)."""
+    from ...libcontainer import capabilities, cgroups, container, seccomp
+    try:
+        caps = capabilities.resolve([], [], False, base=None, available=capabilities.bounding_set())
+        seccomp.program_for("default", caps)
+        container._driver(cgroups.DEFAULT_PARENT)
+    except Exception:  # noqa: BLE001 - only a head start: each monitor does it again if needed
+        pass
+
+
+def serve(fd: int) -> None:
+    """The zygote's loop (in the zygote process)."""
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    _warm()
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 4)
+        except InterruptedError:
+            continue
+        if not data:
+            os._exit(0)  # the daemon went away
+        try:
+            req = json.loads(data)
+            if len(fds) != 2:
+                raise ValueError(f"expected 2 fds, got {len(fds)}")
+            pid = sc.clone_parent()
+        except (OSError, ValueError) as e:
+            for f in fds:
+                os.close(f)
+            sock.send(json.dumps({"error": str(e)}).encode())
+            continue
+        if pid == 0:
+            _child(sock, req, fds)
+        for f in fds:
+            os.close(f)
+        sock.send(json.dumps({"pid": pid}).encode())
+
+
+def _child(server: socket.socket, req: dict, fds: list[int]) -> None:
+    try:
+        server.close()
+        chan, log = fds
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        monitor_launch.run(req["cid"], req["cdir"], chan)
+    finally:
+        os._exit(1)
+
+
+class Zygote:
+    """The daemon's handle on its zygote: started lazily, restarted once if it died."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {k: v for k, v in os.environ.items() if k.startswith("REFENGINE_")}
+        try:
+            self._popen = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _BOOT, monitor_launch.ROOT, NAME, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), env=env, cwd="/", close_fds=True, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self._sock = mine
+
+    def launch(self, cid: str, cdir: str, chan: int, log: int) -> int:
+        """A new monitor for the container (our child); its pid. OSError if the zygote cannot."""
+        msg = json.dumps({"cid": cid, "cdir": cdir}).encode()
+        with self._lock:
+            for attempt in (0, 1):
+                if self._sock is None:
+                    self._start()
+                assert self._sock is not None
+                try:
+                    self._sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [chan, log]))])
+                    self._sock.settimeout(30)
+                    reply = self._sock.recv(4096)
+                except OSError:
+                    reply = b""
+                if reply:
+                    answer = json.loads(reply)
+                    if "pid" in answer:
+                        return int(answer["pid"])
+                    raise OSError(f"monitor zygote: {answer.get('error')}")
+                self._stop()  # it died: start a new one and retry once
+                if attempt:
+                    raise OSError("the monitor zygote does not answer")
+        raise AssertionError("unreachable")
+
+    def _stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._popen is not None:
+            try:
+                self._popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait()
+            self._popen = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
