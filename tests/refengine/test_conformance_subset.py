@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 API = "conformance/api/"
+NETWORK = "conformance/network/"  # the whole network area (bridge driver wired into the daemon)
 # Checks refengine passes today (whole files where it passes all but the KNOWN_GAPS below).
 EXPECTED_TO_PASS = [
     API + "test_system.py::test_ping_get",
@@ -29,7 +30,7 @@ EXPECTED_TO_PASS = [
     API + "test_events.py::test_since_after_until",
     API + "test_events.py::test_malformed_filters",
     API + "test_events.py::test_network_events",
-    API + "test_networks.py",  # minus the checks that need containers: those error without an image store
+    API + "test_networks.py",
     API + "test_images.py",  # the in-use checks need containers: they fail until containers run
     API + "test_containers_create.py",
     API + "test_logs.py",
@@ -37,17 +38,27 @@ EXPECTED_TO_PASS = [
     API + "test_http.py::test_short_body",
     API + "test_http.py::test_expect_continue",
     API + "test_http.py::test_content_length_framing",
+    # wait's head-first answer and its conditions, changes, exec lifetime/pause/resize/run-once, create checks
+    API + "test_containers_lifecycle.py::test_wait_next_exit_created",
+    API + "test_containers_lifecycle.py::test_wait_next_exit_running",
+    API + "test_containers_lifecycle.py::test_wait_removed",
+    API + "test_containers_lifecycle.py::test_auto_remove_wait_removed",
+    API + "test_containers_lifecycle.py::test_changes_none",
+    API + "test_exec_attach.py::test_exec_running",
+    API + "test_exec_attach.py::test_exec_gone_after_stop",
+    API + "test_exec_attach.py::test_exec_start_paused",
+    API + "test_exec_attach.py::test_exec_start_twice",
+    API + "test_exec_attach.py::test_exec_attached_start_twice",
+    API + "test_exec_attach.py::test_exec_resize",
+    API + "test_exec_attach.py::test_exec_resize_bad_param",
+    API + "test_errors.py::test_bad_parameter",
+    NETWORK,
 ]
 
 
 # Checks in the files above that refengine cannot pass yet, and why.
 KNOWN_GAPS = {
     "test_images.py::test_remove_in_use": "a running container using the image: containers do not start yet",
-    "test_networks.py::test_connect": "POST /networks/{id}/connect is not wired to containers yet",
-    "test_networks.py::test_disconnect": "POST /networks/{id}/disconnect is not wired to containers yet",
-    "test_networks.py::test_prune_by_label": "needs a running container",
-    "test_networks.py::test_remove_with_running_container": "needs a running container",
-    "test_networks.py::test_running_container_in_network": "needs a running container",
 }
 
 

@@ -35,6 +35,9 @@ class NoRuntime:
     def size(self, c: Container) -> tuple[int, int]:
         return 0, 0
 
+    def exec_ids(self, c: Container) -> list[str]:
+        return []
+
     async def prepare(self, c: Container) -> None:
         pass
 
@@ -121,3 +124,38 @@ def test_remove_and_update(run) -> None:
     run("container_remove", cid)
     with pytest.raises(NotFound):
         run("container_inspect", cid)
+
+
+# dockerd 20.10's answers, measured on this host (the image is looked up only after these checks)
+@pytest.mark.parametrize("host_config,message", [
+    ({"Mounts": [{"Type": "bogus", "Target": "/x"}]}, 'invalid mount config for type "bogus": mount type unknown'),
+    ({"Mounts": [{"Target": "/x"}]}, 'invalid mount config for type "": mount type unknown'),
+    ({"Mounts": [{"Type": "bogus"}]}, 'invalid mount config for type "bogus": field Target must not be empty'),
+    ({"Mounts": [{"Type": "bind", "Target": "/x"}]}, 'for type "bind": field Source must not be empty'),
+    ({"Mounts": [{"Type": "bind", "Target": "/", "Source": "/tmp"}]}, "destination can't be '/'"),
+    ({"Mounts": [{"Type": "bind", "Target": "x", "Source": "/tmp"}]}, "'x' mount path must be absolute"),
+    ({"Mounts": [{"Type": "bind", "Target": "/x", "Source": "/no/such/dir-zz"}]},
+     "bind source path does not exist: /no/such/dir-zz"),
+    ({"Mounts": [{"Type": "tmpfs", "Target": "/x", "Source": "/tmp"}]}, "field Source must not be specified"),
+    ({"Mounts": [{"Type": "volume", "Target": "/x", "ReadOnly": True}]}, "when using anonymous volumes"),
+    ({"PortBindings": {"bad": [{"HostPort": "1"}]}}, 'invalid port specification: "bad"'),
+    ({"PortBindings": {"80-90/tcp": [{"HostPort": "1"}]}}, 'invalid port specification: "80-90"'),
+    ({"PortBindings": {"80/tcp": [{"HostPort": "abc"}]}}, 'invalid port specification: "abc"'),
+    ({"PortBindings": {"80/tcp": [{"HostPort": "9-2"}]}}, 'invalid port specification: "9-2"'),
+    ({"PortBindings": {"80/tcp": [{"HostPort": "70000"}]}}, 'invalid port specification: "70000"'),
+])
+def test_create_refuses_bad_mounts_and_ports(run, host_config: dict[str, Any], message: str) -> None:
+    with pytest.raises(Exception) as exc:
+        run("container_create", body={"Image": "missing:1", "HostConfig": host_config})
+    assert exc.value.http_status == 400
+    assert message in str(exc.value)
+
+
+@pytest.mark.parametrize("host_config", [
+    {"Mounts": [{"Type": "bind", "Target": "/x", "Source": "/tmp", "BindOptions": {"Propagation": "rslave"}}]},
+    {"Mounts": [{"Type": "volume", "Target": "/x"}, {"Type": "tmpfs", "Target": "/y"}]},
+    {"PortBindings": {"80/tcp": [{"HostPort": "8000-8010"}], "53/udp": [{}], "81": None}},
+])
+def test_create_accepts_good_mounts_and_ports(run, host_config: dict[str, Any]) -> None:
+    cid = run("container_create", body={"Image": "base", "HostConfig": host_config})["Id"]
+    assert run("container_inspect", cid)["HostConfig"]["Mounts" if "Mounts" in host_config else "PortBindings"]

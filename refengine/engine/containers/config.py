@@ -7,6 +7,7 @@ config is merged in (Env by key, Labels by key, Cmd only when no Entrypoint was 
 from __future__ import annotations
 
 import copy
+import os
 import re
 import signal
 from typing import Any
@@ -87,7 +88,87 @@ def check_types(body: dict[str, Any]) -> None:
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise InvalidParameter(f"{key} must be a list of strings")
     hc = body.get("HostConfig") or {}
+    check_mounts(hc.get("Mounts"))  # dockerd checks mounts, then ports, before it looks at the image
+    check_port_bindings(hc.get("PortBindings"))
     check_resources(hc)
+
+
+_UINT16 = re.compile(r"[0-9]{1,5}")
+PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
+
+
+def _mount_problem(m: dict[str, Any]) -> str | None:
+    """What dockerd's ValidateMountConfig says of one HostConfig.Mounts entry (None: it is fine)."""
+    target, source, kind = m.get("Target") or "", m.get("Source") or "", m.get("Type") or ""
+    if not target:
+        return "field Target must not be empty"
+    if target == "/":
+        return "invalid specification: destination can't be '/'"
+    if not target.startswith("/"):
+        return f"invalid mount path: '{target}' mount path must be absolute"
+    if kind == "bind":
+        propagation = (m.get("BindOptions") or {}).get("Propagation")
+        if not source:
+            return "field Source must not be empty"
+        if propagation and propagation not in PROPAGATIONS:
+            return f"invalid propagation mode: {propagation}"
+        if m.get("VolumeOptions") is not None:
+            return "field VolumeOptions must not be specified"
+        if not source.startswith("/"):
+            return f"invalid mount path: '{source}' mount path must be absolute"
+        if not os.path.exists(source):  # the daemon's own view of the host, as dockerd's
+            return f"bind source path does not exist: {source}"
+    elif kind in ("volume", "tmpfs"):
+        if m.get("BindOptions") is not None:
+            return "field BindOptions must not be specified"
+        if kind == "volume" and not source and m.get("ReadOnly"):
+            return "must not set ReadOnly mode when using anonymous volumes"
+        if kind == "tmpfs" and source:
+            return "field Source must not be specified"
+    else:
+        return "mount type unknown"
+    return None
+
+
+def check_mounts(mounts: Any) -> None:
+    if mounts is None:
+        return
+    if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
+        raise InvalidParameter("invalid type for HostConfig.Mounts: expected a list of objects")
+    for m in mounts:
+        problem = _mount_problem(m)
+        if problem:
+            raise InvalidParameter(f"invalid mount config for type \"{m.get('Type') or ''}\": {problem}")
+
+
+def _port_ok(text: str, allow_range: bool) -> bool:
+    """Go's nat.ParsePort ("" or 0-65535) or, for host ports, nat.ParsePortRange ("lo-hi", lo <= hi)."""
+    if not text:
+        return True
+    parts = text.split("-") if allow_range else [text]
+    if not all(_UINT16.fullmatch(p) and int(p) <= 65535 for p in parts[:2]):
+        return False
+    return len(parts) == 1 or int(parts[0]) <= int(parts[1])
+
+
+def check_port_bindings(bindings: Any) -> None:
+    """HostConfig.PortBindings keys ("80/tcp") and HostPorts ("8080", "8000-8010") as dockerd parses them."""
+    if bindings is None:
+        return
+    if not isinstance(bindings, dict):
+        raise InvalidParameter("invalid type for HostConfig.PortBindings: expected an object")
+    for key, entries in bindings.items():
+        port = key.split("/")[0]  # the number of "80/tcp" (nat.SplitProtoPort)
+        if not _port_ok(port, allow_range=False):
+            raise InvalidParameter(f"invalid port specification: \"{port}\"")
+        if entries is not None and not isinstance(entries, list):
+            raise InvalidParameter(f"invalid type for the port bindings of {key}: expected a list")
+        for b in entries or []:
+            host_port = (b.get("HostPort") or "") if isinstance(b, dict) else None
+            if not isinstance(host_port, str):
+                raise InvalidParameter(f"invalid port binding for {key}: expected {{\"HostIp\", \"HostPort\"}}")
+            if not _port_ok(host_port.split("/")[0], allow_range=True):
+                raise InvalidParameter(f"invalid port specification: \"{host_port}\"")
 
 
 def check_resources(hc: dict[str, Any]) -> None:

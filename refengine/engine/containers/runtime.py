@@ -28,6 +28,10 @@ class LayerRuntime:
     def size(self, c: Container) -> tuple[int, int]:
         return self.images.layers.rw_size(c.id)
 
+    def exec_ids(self, c: Container) -> list[str]:
+        """ExecIDs of inspect: nothing runs here, so none."""
+        return []
+
     async def kill_and_wait(self, c: Container) -> None:
         """Nothing runs yet; a container record marked running (from an older state) is just set exited."""
         c.state.running = c.state.paused = c.state.restarting = False
