@@ -72,10 +72,16 @@ def network_info(api: ApiClient, ref: str) -> NetInfo:
     assert resp.status_code == 200, f"GET /networks/{ref} answered {resp.status_code}: {resp.text[:200]}"
     body = resp.json()
     config = [c for c in (body.get("IPAM") or {}).get("Config") or [] if ":" not in c.get("Subnet", ":")]
-    assert config and config[0].get("Gateway"), (
-        f"network {body.get('Name')!r} reports IPAM.Config {config}: an IPv4 Subnet with a Gateway was expected")
-    return NetInfo(body["Id"], body["Name"], ipaddress.IPv4Network(config[0]["Subnet"]), config[0]["Gateway"],
-                   dict(body.get("Options") or {}), default=body["Name"] == "bridge")
+    assert config, f"network {body.get('Name')!r} reports IPAM.Config {config}: an IPv4 Subnet was expected"
+    subnet = ipaddress.IPv4Network(config[0]["Subnet"])
+    gateway = config[0].get("Gateway")
+    default = body["Name"] == "bridge"
+    if not gateway and default:
+        # observed: dockerd restarted while docker0 still exists records the default bridge's Subnet but no
+        # Gateway; the bridge keeps the first host address, which the checks on containers' Gateway verify
+        gateway = str(subnet.network_address + 1)
+    assert gateway, f"network {body.get('Name')!r} reports IPAM.Config {config}: a Gateway was expected"
+    return NetInfo(body["Id"], body["Name"], subnet, gateway, dict(body.get("Options") or {}), default=default)
 
 
 def _host_routes() -> list[ipaddress.IPv4Network]:
