@@ -59,8 +59,10 @@ class PortSpec:
             raise InvalidParameter(f"invalid port specification: \"{key}\"") from None
         binding = binding or {}
         host_ip = binding.get("HostIp") or ""
-        if host_ip:
-            ipaddress.ip_address(host_ip)
+        try:
+            ipaddress.ip_address(host_ip or "0.0.0.0")
+        except ValueError:
+            host_ip = ""  # as dockerd: an address that does not parse is nil there, i.e. every address
         return PortSpec(port, proto, host_ip, str(binding.get("HostPort") or ""))
 
     def candidates(self) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from ...drivers.network.ports import PortSpec
 from ..engine import Engine, Job
 from ..errors import Forbidden, InvalidParameter
 from ..networks import Network, NetworkStore
@@ -45,25 +44,8 @@ def check_static(net: Network, config: dict[str, Any] | None) -> None:
         raise InvalidParameter(f"no configured subnet or ip-range contain the IP address {wanted}")
 
 
-def check_port_bindings(bindings: Any) -> None:
-    """HostConfig.PortBindings must parse ("80/tcp": [{"HostIp", "HostPort"}]): a bad one is a 400 at create."""
-    if bindings is None:
-        return
-    if not isinstance(bindings, dict):
-        raise InvalidParameter("PortBindings must be an object")
-    for key, value in bindings.items():
-        for b in value or [{}]:
-            if not isinstance(b, dict):
-                raise InvalidParameter(f"invalid port binding for {key}")
-            try:
-                PortSpec.parse(key, b).candidates()
-            except ValueError:
-                raise InvalidParameter(f"invalid IP address in port binding for {key}: {b.get('HostIp')}") from None
-
-
 def configure(c: Container, networks: NetworkStore) -> None:
     """At create: the network of NetworkMode (default → bridge) and those of NetworkingConfig, which must exist."""
-    check_port_bindings(c.host_config.get("PortBindings"))
     mode = c.host_config.get("NetworkMode") or "default"
     settings: dict[str, Any] = {"Networks": {}, "Ports": {}}
     if mode.startswith("container:"):
