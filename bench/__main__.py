@@ -261,6 +261,12 @@ def _measure(session: Session, result: TargetResult, params: Params, probe: tupl
         run_section(result, figs, lambda: streams.logs_throughput(session, figs, int(params.logs_mb * 1e6)))
         say(f"{session.name}: attach round trips")
         run_section(result, figs, lambda: streams.attach_latency(session, figs, params.attach_rounds))
+    if "memory" in sections:
+        if daemon is not None:
+            time.sleep(1)  # let the daemon settle after the last measurement
+            run_section(result, mem, lambda: memory.measure_end(session, daemon, mem))
+        else:
+            mem["memory.daemon_end"].skip("the daemon's process was not found")
 
 
 def _suite(result: TargetResult, url: str, params: Params) -> None:

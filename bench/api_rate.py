@@ -4,12 +4,15 @@ A Python client saturates near 5–6k req/s (BASELINES.md), so every client is a
 (multiprocessing, fork) running a minimal hand-written request loop on one raw keep-alive connection:
 pre-encoded request bytes, a response parser that only finds the status, the length or the chunks.
 All clients start at the same instant and run for a fixed duration; the rate is the sum of each
-client's completed requests over its own elapsed time.
+client's completed requests over its own elapsed time. For a local daemon, the CPU time its process
+spent per request (utime+stime from /proc) is recorded too: on a shared machine it varies much less
+than the rate does.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -19,7 +22,8 @@ from typing import Any
 from conformance.target import Target
 
 from .client import Api, parallel
-from .report import HIGHER, INFO, Figures
+from .memory import listener_pid
+from .report import HIGHER, INFO, LOWER, Figures
 from .targets import NotMeasured, Session
 
 SECTION = "api"
@@ -91,6 +95,16 @@ class RawConnection:
             pass
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """utime+stime of a process, or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def request_bytes(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench\r\n\r\n".encode()
 
@@ -130,11 +144,14 @@ class Rate:
     clients: int
     seconds: float
     error_status: int | None = None  # a non-200 status seen
+    cpu_per_request: float | None = None  # the daemon's CPU seconds per request, when its pid is known
 
 
-def measure_rate(target: Target, path: str, clients: int, duration: float) -> Rate:
-    """Requests per second of `GET path` from `clients` processes for `duration` seconds."""
+def measure_rate(target: Target, path: str, clients: int, duration: float, pid: int | None = None) -> Rate:
+    """Requests per second of `GET path` from `clients` processes for `duration` seconds (and the CPU
+    time process `pid` spent meanwhile, per request)."""
     ctx = mp.get_context("fork")
+    cpu0 = cpu1 = None
     request = request_bytes(path)
     procs: list[Any] = []
     pipes: list[Connection] = []
@@ -157,7 +174,9 @@ def measure_rate(target: Target, path: str, clients: int, duration: float) -> Ra
         start_at = time.monotonic() + 0.1
         for pipe in pipes:
             pipe.send((start_at, start_at + duration))
+        cpu0 = cpu_seconds(pid) if pid else None  # includes the 0.1 s before the start: the daemon idles then
         results = [_expect(pipe, "done", duration + 60) for pipe in pipes]
+        cpu1 = cpu_seconds(pid) if pid else None
     finally:
         for proc in procs:
             proc.join(2)  # a client that reported exits by itself
@@ -167,9 +186,11 @@ def measure_rate(target: Target, path: str, clients: int, duration: float) -> Ra
         for pipe in pipes:
             pipe.close()
     rate = sum(c / max(s, 1e-9) for c, _e, s, _b in results)
+    total = sum(r[0] + r[1] for r in results)
+    cpu = (cpu1 - cpu0) / total if cpu0 is not None and cpu1 is not None and total else None
     return Rate(per_second=rate, requests=sum(r[0] for r in results), errors=sum(r[1] for r in results),
                 clients=clients, seconds=max(r[2] for r in results),
-                error_status=next((r[3] for r in results if r[3]), None))
+                error_status=next((r[3] for r in results if r[3]), None), cpu_per_request=cpu)
 
 
 def _expect(pipe: Connection, what: str, timeout: float) -> Any:
@@ -193,6 +214,9 @@ def declare(clients: tuple[int, ...], many: int) -> Figures:
     for ep in ENDPOINTS:
         for n in clients:
             specs.append((f"api.{ep}.c{n}", f"{labels[ep]}, {n} client{'s' if n > 1 else ''}", "req/s", HIGHER))
+    for n in clients:
+        specs.append((f"api.ping_cpu.c{n}", f"  daemon CPU per GET /_ping, {n} client{'s' if n > 1 else ''}", "µs",
+                       LOWER))
     specs.append(("api.create_many", f"  (setup) create {many} containers, 4 at a time", "s", INFO))
     return Figures(SECTION, specs)
 
@@ -204,19 +228,35 @@ def _listed(api: Api) -> str:
 
 
 def _measure(target: Target, figs: Figures, ep: str, path: str, clients: tuple[int, ...], duration: float,
-             note: str = "") -> None:
+             note: str = "", pid: int | None = None) -> None:
     for n in clients:
-        r = measure_rate(target, path, n, duration)
+        r = measure_rate(target, path, n, duration, pid)
         if not r.requests:
             raise NotMeasured(f"GET {path} answered {r.error_status} (no request succeeded)")
         extra = f"{r.requests} requests in {r.seconds:.2f} s" + (f", {r.errors} non-200" if r.errors else "")
+        if r.cpu_per_request is not None:
+            extra += f"; daemon CPU {r.cpu_per_request * 1e6:.0f} µs per request"
         figs[f"api.{ep}.c{n}"].set(r.per_second, samples=r.requests, note="; ".join(x for x in (note, extra) if x))
+        if ep == "ping":
+            cpu = figs[f"api.ping_cpu.c{n}"]
+            if r.cpu_per_request is None:
+                cpu.skip("the daemon's process is not visible here (not local, or another PID namespace)")
+            else:
+                cpu.set(r.cpu_per_request * 1e6, samples=r.requests,
+                        note=f"utime+stime of pid {pid} over the {r.seconds:.1f} s run, per request")
+
+
+def _daemon_pid(target: Target) -> int | None:
+    try:
+        return listener_pid(target)[0]
+    except NotMeasured:
+        return None
 
 
 def measure(session: Session, figs: Figures, clients: tuple[int, ...], duration: float, many: int) -> None:
     """All API rates; creates `many` stopped containers for the list and inspect figures, removes them after."""
     target = session.target
-    _measure(target, figs, "ping", "/_ping", clients, duration)
+    _measure(target, figs, "ping", "/_ping", clients, duration, pid=_daemon_pid(target))
     _measure(target, figs, "list_empty", "/containers/json?all=1", clients, duration,
              note=f"{_listed(session.api)} (the daemon's, none of ours)")
     t0 = time.perf_counter()

@@ -3,14 +3,17 @@
 The daemon is the process listening on the target's socket: /proc/net/unix (or /proc/net/tcp for
 loopback TCP) gives the listening socket's inode, /proc/*/fd finds who holds it; SO_PEERCRED is the
 fallback. For dockerd, containerd's RSS is added (the containerd it started, else the one its
---containerd flag names) and the output says so. The monitor of a container is the parent of its
-init process (State.Pid): containerd-shim-runc-v2 for dockerd, conmon for podman; its RSS and PSS
-come from /proc/<pid>/smaps_rollup.
+--containerd flag names); for refengine, its helper processes (the fork server or the monitor zygote,
+started with the first container) are added when they run, looked up again at each measurement; the output says which
+processes a figure includes. The monitor of a container is the process whose command line carries
+`refengine-monitor` and the container's id (refengine), else the parent of its init process (State.Pid):
+containerd-shim-runc-v2 for dockerd, conmon for podman; its RSS and PSS come from /proc/<pid>/smaps_rollup.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 from collections import Counter
@@ -27,6 +30,7 @@ SECTION = "memory"
 MIB = 1024 * 1024
 SO_ACCEPTCON = 0x10000
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
+MONITOR_MARKER = "refengine-monitor"  # in a refengine monitor's argv, followed by the container id
 
 
 # -- /proc readers (pure parsers take the text) ------------------------------------------------------
@@ -115,6 +119,53 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def marked_id(args: list[str], marker: str = MONITOR_MARKER) -> str | None:
+    """The container id that follows the marker in a monitor's argv, or None."""
+    if marker in args[:-1]:
+        return args[args.index(marker) + 1]
+    return None
+
+
+def monitors_by_marker() -> dict[str, int]:
+    """Container id (as in the argv, possibly shortened) → pid of its refengine monitor."""
+    found: dict[str, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (cid := marked_id(cmdline(int(entry)))):
+            found.setdefault(cid, int(entry))
+    return found
+
+
+def monitor_of(cid: str, marked: dict[str, int]) -> int | None:
+    for key, pid in marked.items():
+        if key and (cid.startswith(key) or key.startswith(cid)):
+            return pid
+    return None
+
+
+def is_refengine(name: str) -> bool:
+    return "refengine" in name
+
+
+def refengine_helpers(pid: int) -> dict[int, str]:
+    """The daemon's own helper processes (fork server, monitor zygote): children whose command line names a
+    refengine module, except monitors (measured per container) and containers' inits."""
+    out = {}
+    for kid in children(pid):
+        args = cmdline(kid)
+        text = " ".join(args)
+        if "refengine" not in text or MONITOR_MARKER in args:
+            continue
+        out[kid] = f"{helper_name(text)} (child of the daemon)"
+    return out
+
+
+def helper_name(text: str) -> str:
+    """A short name for a refengine helper from its command line: the module its boot code imports
+    (`... from refengine.libcontainer.forkserver import serve ...` → forkserver)."""
+    m = re.search(r"from refengine\.([\w.]+) import", text) or re.search(r"-m refengine\.([\w.]+)", text)
+    return m.group(1).rsplit(".", 1)[-1] if m else "helper"
+
+
 def pids_holding(inodes: set[int]) -> list[int]:
     """PIDs with an fd on one of these socket inodes."""
     wanted = {f"socket:[{i}]" for i in inodes}
@@ -195,6 +246,12 @@ class Daemon:
     how: str
     companions: dict[int, str] = field(default_factory=dict)  # pid -> what it is
     notes: list[str] = field(default_factory=list)
+    dynamic: bool = False  # companions are looked up again at each measurement (refengine's helpers)
+    idle_pids: list[int] = field(default_factory=list)  # the processes the idle figure counted
+
+    def refresh(self) -> None:
+        if self.dynamic:
+            self.companions = refengine_helpers(self.pid)
 
     @property
     def pids(self) -> list[int]:
@@ -202,6 +259,8 @@ class Daemon:
 
     def describe(self) -> str:
         parts = [f"{self.name} (pid {self.pid})"] + [f"{what} (pid {p})" for p, what in self.companions.items()]
+        if self.dynamic:
+            parts.append("its helper processes as they start (each figure's note names them)")
         return " + ".join(parts)
 
     def as_dict(self) -> dict[str, object]:
@@ -226,7 +285,10 @@ def process_name(pid: int) -> str:
 def find_daemon(target: Target) -> Daemon:
     pid, how = listener_pid(target)
     daemon = Daemon(pid=pid, name=process_name(pid), how=how)
-    if daemon.name == "dockerd":
+    if is_refengine(daemon.name):
+        daemon.dynamic = True
+        daemon.refresh()
+    elif daemon.name == "dockerd":
         kids = [k for k in children(pid) if comm(k) == "containerd"]
         if kids:
             daemon.companions[kids[0]] = "containerd (started by dockerd)"
@@ -241,9 +303,18 @@ def find_daemon(target: Target) -> Daemon:
 
 
 def daemon_rss(daemon: Daemon) -> tuple[int, str]:
-    """Total RSS in bytes, and its parts as text."""
-    parts = [(process_name(p), rss_bytes(p)) for p in daemon.pids]
-    return sum(b for _, b in parts), " + ".join(f"{n} {b / MIB:.1f}" for n, b in parts) + " MiB"
+    """Total RSS in bytes, and its parts as text (the daemon's helpers as they run now)."""
+    daemon.refresh()
+    parts = [(_label(daemon, p), rss_bytes(p)) for p in daemon.pids]
+    text = " + ".join(f"{n} {b / MIB:.1f}" for n, b in parts) + " MiB"
+    if daemon.dynamic and not daemon.companions:
+        text += " (no helper process running yet: refengine starts them with the first container)"
+    return sum(b for _, b in parts), text
+
+
+def _label(daemon: Daemon, pid: int) -> str:
+    what = daemon.companions.get(pid, "")
+    return what.split(" (")[0] if daemon.dynamic and what else process_name(pid)
 
 
 def running_containers(api: Api) -> str:
@@ -262,6 +333,7 @@ def declare(many: int) -> Figures:
         ("memory.daemon_idle", "daemon RSS, idle (none of ours)", "MiB", LOWER),
         ("memory.daemon_busy", f"daemon RSS, {many} of ours running", "MiB", LOWER),
         ("memory.daemon_per_container", "  daemon growth per running container", "MiB", LOWER),
+        ("memory.daemon_end", "daemon RSS at the end (ours removed, helpers up)", "MiB", LOWER),
         ("memory.monitor_rss", "monitor process per container, RSS (median)", "MiB", LOWER),
         ("memory.monitor_pss", "monitor process per container, PSS (median)", "MiB", LOWER),
         ("memory.monitor_pss_total", f"  all {many} monitors, PSS sum", "MiB", INFO),
@@ -270,6 +342,7 @@ def declare(many: int) -> Figures:
 
 def measure_idle(session: Session, daemon: Daemon, figs: Figures) -> int:
     total, parts = daemon_rss(daemon)
+    daemon.idle_pids = list(daemon.pids)
     others = running_containers(session.api)
     figs["memory.daemon_idle"].set(total / MIB, note=f"{parts}; {others} on the daemon (none of ours)")
     return total
@@ -280,12 +353,24 @@ def measure_busy(session: Session, daemon: Daemon, figs: Figures, cids: list[str
     running = running_containers(session.api)
     figs["memory.daemon_busy"].set(total / MIB, note=f"{parts}; {running} on the daemon")
     if idle is not None and cids:
-        figs["memory.daemon_per_container"].set((total - idle) / MIB / len(cids), samples=len(cids))
+        # Growth of the processes the idle figure counted: a helper started once (a zygote, a fork
+        # server) is not a per-container cost; it is in the busy and end figures.
+        started = [p for p in daemon.pids if p not in daemon.idle_pids]
+        once = sum(rss_bytes(p) for p in started)
+        note = (f"without {' + '.join(_label(daemon, p) for p in started)} ({once / MIB:.1f} MiB), started once "
+                "since the idle figure" if started else "")
+        figs["memory.daemon_per_container"].set((total - once - idle) / MIB / len(cids), samples=len(cids),
+                                                note=note)
     else:
         figs["memory.daemon_per_container"].skip("no idle figure to compare with")
     monitors: Counter[int] = Counter()
     inside_daemon = 0
+    marked = monitors_by_marker()
     for cid in cids:
+        by_marker = monitor_of(cid, marked)
+        if by_marker is not None:
+            monitors[by_marker] += 1
+            continue
         pid = int(session.inspect(session.api, cid)["State"].get("Pid") or 0)
         ppid = int(status_field(pid, "PPid") or 0) if pid else 0
         if not ppid:
@@ -300,7 +385,7 @@ def measure_busy(session: Session, daemon: Daemon, figs: Figures, cids: list[str
         for key in ("memory.monitor_rss", "memory.monitor_pss", "memory.monitor_pss_total"):
             figs[key].skip(reason)
         return
-    names = Counter(comm(p) for p in monitors)
+    names = Counter(MONITOR_MARKER if marked_id(cmdline(p)) else comm(p) for p in monitors)
     rss, pss = zip(*(rss_pss_bytes(p) for p in monitors), strict=True)
     shared = sum(1 for n in monitors.values() if n > 1)
     note = (f"{len(monitors)} monitor processes ({', '.join(f'{n} ×{c}' for n, c in names.items())}) "
@@ -308,3 +393,9 @@ def measure_busy(session: Session, daemon: Daemon, figs: Figures, cids: list[str
     figs["memory.monitor_rss"].set(median(rss) / MIB, samples=len(rss), note=note)
     figs["memory.monitor_pss"].set(median(pss) / MIB, samples=len(pss), note=note)
     figs["memory.monitor_pss_total"].set(sum(pss) / MIB, samples=len(pss))
+
+
+def measure_end(session: Session, daemon: Daemon, figs: Figures) -> None:
+    """After the target's measurements: the same daemon idle again, with whatever helpers it started."""
+    total, parts = daemon_rss(daemon)
+    figs["memory.daemon_end"].set(total / MIB, note=f"{parts}; {running_containers(session.api)} on the daemon")

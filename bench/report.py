@@ -158,8 +158,8 @@ def render_table(results: list[TargetResult], reference: str) -> str:
         else:
             out.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
                                  enumerate(zip(row, widths, strict=True))).rstrip())
-    legend = (f"ratio = target / {reference}; '+' better, '-' worse than {reference} (lower is better for ms, s "
-              "and MB; higher for req/s and MB/s).")
+    legend = (f"ratio = target / {reference}; '+' better, '-' worse than {reference} (lower is better for ms, s, "
+              "µs of CPU and MB; higher for req/s and MB/s).")
     out += ["", legend]
     for res in results:
         if res.not_measured:

@@ -10,7 +10,14 @@ import struct
 import pytest
 
 from bench.api_rate import RawConnection
-from bench.memory import parse_kv_kb, parse_tcp_listeners, parse_unix_listeners
+from bench.memory import (
+    helper_name,
+    marked_id,
+    monitor_of,
+    parse_kv_kb,
+    parse_tcp_listeners,
+    parse_unix_listeners,
+)
 from bench.report import (
     HIGHER,
     INFO,
@@ -286,6 +293,24 @@ def test_parse_tcp_listeners():
             "   2: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 779 1 0\n")
     assert parse_tcp_listeners(text, 2375) == {777}
     assert parse_tcp_listeners(text, 22) == {779}
+
+
+def test_monitor_found_by_marker_and_container_id():
+    launch = ["python3", "-I", "-S", "-c", "boot", "/work/main", "refengine-monitor", "abc123", "/var/lib/x", "7"]
+    assert marked_id(launch) == "abc123"
+    assert marked_id(["python3", "-c", "refengine-monitor"]) is None  # the marker with nothing after it
+    assert marked_id(["sleep", "60"]) is None
+    marked = {"abc123": 10, "def456": 11}
+    assert monitor_of("abc123" + "0" * 58, marked) == 10  # a full id matches its short form
+    assert monitor_of("def4", marked) == 11
+    assert monitor_of("fff", marked) is None
+
+
+def test_helper_name_from_boot_code():
+    boot = "import sys;sys.path.insert(0,sys.argv[1]);from refengine.libcontainer.forkserver import serve;serve(3)"
+    assert helper_name(f"/usr/bin/python3 -I -S -c {boot} /work/main 42") == "forkserver"
+    assert helper_name("python -m refengine.drivers.exec.monitor_zygote") == "monitor_zygote"
+    assert helper_name("python3 something else") == "helper"
 
 
 def test_parse_kv_kb():
