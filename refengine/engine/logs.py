@@ -46,6 +46,7 @@ class Record:
     text: bytes
     time: str
     nanos: int
+    attrs: dict[str, str] | None = None  # the json-file "attrs" (log-opt labels/env), when the writer kept any
 
 
 def _nanos(stamp: str) -> int:
@@ -67,7 +68,7 @@ def _files(path: str) -> list[str]:
 def _parse(line: bytes) -> Record | None:
     try:
         obj = json.loads(line)
-        return Record(obj["stream"], obj["log"].encode(), obj["time"], _nanos(obj["time"]))
+        return Record(obj["stream"], obj["log"].encode(), obj["time"], _nanos(obj["time"]), obj.get("attrs"))
     except (ValueError, KeyError):
         return None  # a torn last line of a crashed writer
 
@@ -82,10 +83,13 @@ class ReadOptions:
     timestamps: bool = False
     follow: bool = False
     tty: bool = False  # raw bytes, no frames
+    details: bool = False  # each line after its attributes and a space, as dockerd's `logs --details`
 
 
 def _out(rec: Record, opts: ReadOptions) -> bytes:
     text = rec.text
+    if opts.details:  # dockerd: "k=v,k2=v2 " before the line; just the space when there are none
+        text = ",".join(f"{k}={v}" for k, v in sorted((rec.attrs or {}).items())).encode() + b" " + text
     if opts.timestamps:
         text = rec.time.encode() + b" " + text
     return text if opts.tty else frame(STREAMS[rec.stream], text)

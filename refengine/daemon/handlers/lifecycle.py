@@ -74,7 +74,7 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
         opts = logmod.ReadOptions(stdout=out, stderr=err, since=parse_time(request.q("since"), "since") or None,
                                   until=parse_time(request.q("until"), "until") or None, tail=tail_n,
                                   timestamps=request.qbool("timestamps"), follow=request.qbool("follow"),
-                                  tty=bool(c.config.get("Tty")))
+                                  tty=bool(c.config.get("Tty")), details=request.qbool("details"))
         if not c.log_path:
             async def nothing() -> AsyncIterator[bytes]:
                 if False:
