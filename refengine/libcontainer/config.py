@@ -35,6 +35,12 @@ class ConfigError(ValueError):
     """The config cannot be run as given (a client error, reported before anything is created)."""
 
 
+class HostSetupError(ConfigError):
+    """The config is well-formed but this host or another container cannot provide what it asks
+    (a shared bind on a private mount, a donor that is not running): dockerd calls these server
+    errors (500), not client errors."""
+
+
 @dataclass
 class NamespaceSpec:
     """One namespace the container gets: `path` None = a new one; a path = join it (e.g. another

@@ -90,8 +90,10 @@ def test_detect_hybrid_is_v1_for_controllers(tmp_path):
     f.write_text(HYBRID)
     d = detect("refengine-test-x", mountinfo=str(f))
     assert isinstance(d, V1Driver) and d.version == 1 and d.parent == "refengine-test-x"
+    # the controller-less cgroup2 tree is joined too, under the key "" (its /proc/<pid>/cgroup name)
     assert set(d.mounts) == {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
-                             "name=systemd"}
+                             "name=systemd", ""}
+    assert d.mounts[""] == "/sys/fs/cgroup/unified"
 
 
 def test_detect_v1_comounted(tmp_path):

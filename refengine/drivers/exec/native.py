@@ -11,16 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...libcontainer import cgroups
+from ...libcontainer import propagation as propagation_mod
 from ...libcontainer.config import (
     ConfigError,
     ContainerConfig,
     Device,
     ExecConfig,
+    HostSetupError,
     Mount,
     NamespaceSpec,
     Rlimit,
     default_mounts,
 )
+
+IPC_MODES = ("", "private", "shareable", "none", "host")
+TMPFS_DEFAULTS = ("nosuid", "nodev", "noexec")  # dockerd's for Tmpfs and Mounts of type tmpfs
+PROPAGATIONS = ("rprivate", "private", "rslave", "slave", "rshared", "shared")
 
 
 @dataclass
@@ -30,39 +36,50 @@ class RunSpec:
     rootfs: str
     volume_dir: callable  # name -> host directory of a named volume  # type: ignore[valid-type]
     etc_files: dict[str, str] = field(default_factory=dict)  # container path -> host file (hosts, hostname...)
-    peer_pid: callable = lambda ref: 0  # container ref -> PID (container:X modes)  # type: ignore[valid-type]
+    peer_pid: callable = lambda ref, kind: 0  # (container ref, namespace kind) -> PID  # type: ignore[valid-type]
     anonymous: list[tuple[str, str]] = field(default_factory=list)  # (destination, host dir) of anonymous volumes
+    shm_path: str | None = None  # a host directory bound on /dev/shm (IpcMode shareable, container:X, host)
 
 
 def _namespaces(hc: dict[str, Any], spec: RunSpec) -> list[NamespaceSpec]:
     out = [NamespaceSpec("mnt")]
 
-    def mode(key: str, kind: str, private: tuple[str, ...]) -> None:
+    def mode(key: str, kind: str, joinable: bool) -> None:
+        # as dockerd: host, container:<ref> where it can be joined, anything else a private namespace
         value = hc.get(key) or ""
         if value == "host":
             return
-        if value.startswith("container:"):
-            pid = spec.peer_pid(value.split(":", 1)[1])
+        if joinable and value.startswith("container:"):
+            pid = spec.peer_pid(value.split(":", 1)[1], kind)
             out.append(NamespaceSpec(kind, f"/proc/{pid}/ns/{kind}"))
             return
-        if value in private:
-            out.append(NamespaceSpec(kind))
-            return
-        raise ConfigError(f"invalid {key}: {value!r}")
+        out.append(NamespaceSpec(kind))
 
-    mode("PidMode", "pid", ("",))
-    mode("IpcMode", "ipc", ("", "private", "shareable", "none"))
-    mode("UTSMode", "uts", ("",))
+    ipc = hc.get("IpcMode") or ""
+    if ipc not in IPC_MODES and not ipc.startswith("container:"):
+        raise HostSetupError(f"Invalid IPC mode: {ipc}")  # dockerd finds it only at start (500)
+    mode("PidMode", "pid", True)
+    mode("IpcMode", "ipc", True)
+    mode("UTSMode", "uts", False)  # dockerd 20.10 knows no container:<ref> UTS mode
     net = hc.get("NetworkMode") or "default"
     if net != "host":
         if net.startswith("container:"):
-            pid = spec.peer_pid(net.split(":", 1)[1])
+            pid = spec.peer_pid(net.split(":", 1)[1], "net")
             out.append(NamespaceSpec("net", f"/proc/{pid}/ns/net"))
         else:
             out.append(NamespaceSpec("net"))
     if (hc.get("CgroupnsMode") or "host") == "private":
         out.append(NamespaceSpec("cgroup"))
     return out
+
+
+def _host_bind(dest: str, host: str, ro: bool, propagation: str | None) -> Mount:
+    """A bind of a host path: rprivate unless asked otherwise (dockerd's default), and a shared or
+    slave mode only where the source's host mount can carry it (dockerd's ensureShared/OrSlave)."""
+    prop = propagation or "rprivate"
+    if prop in ("shared", "rshared", "slave", "rslave"):
+        propagation_mod.require(host, shared_only=prop.endswith("shared"))
+    return Mount(dest, "bind", host, ["rbind", *(["ro"] if ro else []), prop])
 
 
 def _binds(hc: dict[str, Any], spec: RunSpec) -> list[Mount]:
@@ -73,29 +90,33 @@ def _binds(hc: dict[str, Any], spec: RunSpec) -> list[Mount]:
             raise ConfigError(f"invalid volume specification: '{bind}'")
         source, dest = parts[0], parts[1]
         opts = parts[2].split(",") if len(parts) > 2 else []
-        host = source if source.startswith("/") else spec.volume_dir(source)
-        if source.startswith("/") and not os.path.exists(host):
-            os.makedirs(host, exist_ok=True)  # dockerd creates a missing bind source directory
-        options = ["rbind"] + (["ro"] if "ro" in opts else [])
-        options += [o for o in opts if o in ("rprivate", "private", "rslave", "slave", "rshared", "shared")]
-        mounts.append(Mount(dest, "bind", host, options))
+        prop = next((o for o in opts if o in PROPAGATIONS), None)
+        if not source.startswith("/"):  # a named volume: no propagation mode of its own
+            mounts.append(Mount(dest, "bind", spec.volume_dir(source), ["rbind", *(["ro"] if "ro" in opts else [])]))
+            continue
+        if not os.path.exists(source):
+            os.makedirs(source, exist_ok=True)  # dockerd creates a missing bind source directory
+        mounts.append(_host_bind(dest, source, "ro" in opts, prop))
     for m in hc.get("Mounts") or []:
         kind = m.get("Type", "volume")
         target = m.get("Target", "")
         ro = ["ro"] if m.get("ReadOnly") else []
         if kind == "bind":
             prop = (m.get("BindOptions") or {}).get("Propagation")
-            mounts.append(Mount(target, "bind", m.get("Source"), ["rbind", *ro, *([prop] if prop else [])]))
-        elif kind == "volume":
-            mounts.append(Mount(target, "bind", spec.volume_dir(m.get("Source") or ""), ["rbind", *ro]))
+            mounts.append(_host_bind(target, m.get("Source") or "", bool(ro), prop))
+        elif kind == "volume" and m.get("Source"):
+            mounts.append(Mount(target, "bind", spec.volume_dir(m["Source"]), ["rbind", *ro]))
+        elif kind == "volume":  # anonymous: made at create, bound from spec.anonymous
+            continue
         elif kind == "tmpfs":
             opts = m.get("TmpfsOptions") or {}
             data = [f"size={opts['SizeBytes']}"] if opts.get("SizeBytes") else []
-            mounts.append(Mount(target, "tmpfs", "tmpfs", ["nosuid", "nodev", *ro, *data]))
+            data += [f"mode={opts['Mode']:o}"] if opts.get("Mode") else []
+            mounts.append(Mount(target, "tmpfs", "tmpfs", [*TMPFS_DEFAULTS, *ro, *data]))
         else:
             raise ConfigError(f"mount type {kind!r} is not supported")
-    for dest, opts in (hc.get("Tmpfs") or {}).items():
-        mounts.append(Mount(dest, "tmpfs", "tmpfs", ["nosuid", "nodev", *[o for o in opts.split(",") if o]]))
+    for dest, opts in (hc.get("Tmpfs") or {}).items():  # the given options override the defaults
+        mounts.append(Mount(dest, "tmpfs", "tmpfs", [*TMPFS_DEFAULTS, *[o for o in opts.split(",") if o]]))
     return mounts
 
 
@@ -121,15 +142,30 @@ def container_config(cid: str, config: dict[str, Any], hc: dict[str, Any], spec:
             seccomp = None if value == "unconfined" else value
         elif key == "no-new-privileges":
             nnp = value in ("", "true")
-    mounts = default_mounts(hc.get("ShmSize") or 64 << 20, ipc_none=hc.get("IpcMode") == "none")
+    # /dev/shm: a tmpfs of its own unless the IPC mode shares one (a host directory) or has none
+    mounts = default_mounts(hc.get("ShmSize") or 64 << 20,
+                            ipc_none=hc.get("IpcMode") == "none" or spec.shm_path is not None)
+    if spec.shm_path is not None:
+        mounts.append(Mount("/dev/shm", "bind", spec.shm_path, ["rbind", "rprivate"]))
     mounts += [Mount(path, "bind", host, ["rbind"]) for path, host in spec.etc_files.items()]
     mounts += [Mount(dest, "bind", host, ["rbind"]) for dest, host in spec.anonymous]
     mounts += _binds(hc, spec)
+    hostname, domainname = config.get("Hostname") or None, config.get("Domainname") or None
+    if hc.get("UTSMode") == "host":
+        # the host's UTS namespace: its names stay as they are (dockerd leaves the spec's hostname
+        # empty); a domain name would be set with the kernel.domainname sysctl, which runc refuses
+        hostname = None
+        if domainname:
+            raise HostSetupError('sysctl "kernel.domainname" is not in a separate kernel namespace')
+    shared = any("shared" in m.options or "rshared" in m.options for m in mounts)
     return ContainerConfig(
         rootfs=spec.rootfs, args=argv, id=cid, env=list(config.get("Env") or []),
         cwd=config.get("WorkingDir") or "/", user=config.get("User") or "",
-        additional_groups=list(hc.get("GroupAdd") or []), hostname=config.get("Hostname") or None,
-        domainname=config.get("Domainname") or None, namespaces=_namespaces(hc, spec), mounts=mounts,
+        additional_groups=list(hc.get("GroupAdd") or []), hostname=hostname,
+        domainname=domainname, namespaces=_namespaces(hc, spec), mounts=mounts,
+        # a shared bind needs / shared in the container too, else it would only reach its own copy
+        # (dockerd sets the spec's rootfsPropagation to "shared" then)
+        rootfs_propagation="shared" if shared else "rslave",
         devices=_devices(hc), cgroup_name=cid, resources=cgroups.resources_from_host_config(hc),
         privileged=bool(hc.get("Privileged")), cap_add=list(hc.get("CapAdd") or []),
         cap_drop=list(hc.get("CapDrop") or []), seccomp=seccomp, no_new_privileges=nnp,

@@ -12,6 +12,7 @@ import re
 import signal
 from typing import Any
 
+from ...libcontainer import capabilities, cgroups
 from ..errors import InvalidParameter
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -91,6 +92,56 @@ def check_types(body: dict[str, Any]) -> None:
     check_mounts(hc.get("Mounts"))  # dockerd checks mounts, then ports, before it looks at the image
     check_port_bindings(hc.get("PortBindings"))
     check_resources(hc)
+    check_capabilities(hc)
+    check_modes(body, hc)
+
+
+def check_capabilities(hc: dict[str, Any]) -> None:
+    """CapAdd/CapDrop names as dockerd normalises them ("chown" -> CAP_CHOWN, ALL allowed); an unknown
+    one is the client's error at create, not a start failure."""
+    for key in ("CapAdd", "CapDrop"):
+        value = hc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+            raise InvalidParameter(f"invalid type for HostConfig.{key}: expected a list of strings")
+        for cap in value:
+            name = cap.strip().upper()
+            name = name if name.startswith("CAP_") or name == "ALL" else "CAP_" + name
+            try:
+                capabilities.normalize(name)
+            except capabilities.CapabilityError:
+                raise InvalidParameter(f'invalid {key}: unknown capability: "{name}"') from None
+
+
+def check_modes(body: dict[str, Any], hc: dict[str, Any]) -> None:
+    """The namespace modes dockerd refuses at create (others, e.g. an unknown IpcMode, fail at start)."""
+    if hc.get("UTSMode") == "host" and body.get("Hostname"):
+        raise InvalidParameter("conflicting options: hostname and the UTS mode")
+    cgroupns = hc.get("CgroupnsMode") or ""
+    if cgroupns not in ("", "host", "private"):
+        raise InvalidParameter(f"invalid cgroup namespace mode: {cgroupns}")
+
+
+def discard_unsupported(hc: dict[str, Any]) -> list[str]:
+    """dockerd's create warnings: settings this host cannot apply are dropped from the HostConfig
+    (so inspect shows what is in force) and named in the answer's Warnings."""
+    warnings = []
+    if hc.get("KernelMemory"):
+        # kept, but never applied (dockerd 20.10 still stores it, runc ignores it on current kernels)
+        warnings.append("Specifying a kernel memory limit is deprecated and will be removed in a future release.")
+    support = cgroups.blkio_support()
+    if hc.get("BlkioWeight") and not support.weight:
+        warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.")
+        hc["BlkioWeight"] = 0
+    if hc.get("BlkioWeightDevice") and not support.weight_device:
+        warnings.append("Your kernel does not support Block I/O weight_device or the cgroup is not mounted. "
+                        "Weight-device discarded.")
+        hc["BlkioWeightDevice"] = []
+    if hc.get("OomKillDisable") and not (hc.get("Memory") or 0) > 0:
+        warnings.append("OOM killer is disabled for the container, but no memory limit is set, this can result in "
+                        "the system running out of resources.")
+    return warnings
 
 
 _UINT16 = re.compile(r"[0-9]{1,5}")

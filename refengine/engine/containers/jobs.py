@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import filters as flt
 from ..engine import Engine, Job
-from ..errors import Conflict, InvalidParameter
+from ..errors import Conflict, InvalidParameter, NotFound
 from . import config as cfgmod
 from . import views
 from .record import Container, now_rfc3339, parse_rfc3339
@@ -123,9 +124,19 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
         image = images.resolve(image_ref)
         config = cfgmod.merge(body, image.config, image_ref)
         host_config = cfgmod.host_config(body)
+        for key in ("PidMode", "IpcMode"):  # a container:<ref> donor must exist (dockerd checks at create)
+            mode = host_config.get(key) or ""
+            if mode.startswith("container:"):
+                ref = mode.split(":", 1)[1]
+                try:
+                    store.get(ref)
+                except NotFound:
+                    raise InvalidParameter(f"No such container: {ref}") from None
+        warnings = cfgmod.discard_unsupported(host_config)
         cid = store.new_id()
         if not config.get("Hostname"):
-            config["Hostname"] = cid[:12]
+            # dockerd: the host's name with the host's network, else the ID's first 12 characters
+            config["Hostname"] = socket.gethostname() if host_config.get("NetworkMode") == "host" else cid[:12]
         argv = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
         if not name:
             name = "/" + _generated_name(store)
@@ -141,7 +152,7 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
             store.remove(c)
             raise
         hooks.event("container", "create", c, {})
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     async def inspect(job: Job) -> dict[str, Any]:
         c = store.get(job.args[0])

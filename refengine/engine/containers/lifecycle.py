@@ -21,16 +21,18 @@ from typing import Any
 from ...drivers.exec import monitor_client, native
 from ...images.store import ImageStore
 from ...libcontainer import Container as LcContainer
-from ...libcontainer.config import ConfigError, ContainerConfig
+from ...libcontainer.config import ConfigError, ContainerConfig, HostSetupError
 from ...libcontainer.process import StartError
 from .. import logs as logmod
 from ..engine import Engine, Job
-from ..errors import Conflict, InvalidParameter, NotFound
+from ..errors import Conflict, EngineError, InvalidParameter, NotFound
+from . import ipc, mountpoints
 from .networking import HostFilesOnly, Networking
 from .record import Container, now_rfc3339
 from .runtime import LayerRuntime
 from .store import ContainerStore
 
+PENDING_STDIN_MAX = 4 << 20
 SIGNALS = {s.name: int(s) for s in signal.Signals}
 
 
@@ -82,6 +84,9 @@ class Lifecycle(LayerRuntime):
         self.removed: dict[str, asyncio.Event] = {}
         self.execs: dict[str, ExecRecord] = {}
         self.pending: dict[str, set[asyncio.Queue[tuple[int, bytes] | None]]] = {}
+        # stdin an attached client sent before the start (docker run -i writes, and may close, at once):
+        # dockerd's stdin pipe exists from create, so the data waits for the process; here it waits here
+        self.pending_stdin: dict[str, tuple[bytearray, bool]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()  # exits and restarts being handled
         self.closing = False  # the daemon is shutting down: no restarts
 
@@ -111,12 +116,14 @@ class Lifecycle(LayerRuntime):
             name = self.new_anonymous_volume()
             c.mounts.append({"Type": "volume", "Name": name, "Source": self.volume_dir(name), "Destination": dest,
                              "Driver": "local", "Mode": "", "RW": True, "Propagation": ""})
+        c.mounts += mountpoints.records(c.host_config, self.volume_dir, self.new_anonymous_volume)
 
     async def cleanup(self, c: Container) -> None:
         await super().cleanup(c)
         self.removed.setdefault(c.id, asyncio.Event()).set()
         for q in self.pending.pop(c.id, set()):  # attached to a run that will never come
             q.put_nowait(None)
+        self.pending_stdin.pop(c.id, None)
 
     # --- start and exit -------------------------------------------------------------------------
     async def start(self, c: Container) -> None:
@@ -126,14 +133,19 @@ class Lifecycle(LayerRuntime):
         cdir = self.store.container_dir(c.id)
         etc = self.networking.etc_files(c, cdir)
         spec = native.RunSpec(rootfs=rootfs, volume_dir=self.volume_dir, etc_files=etc,
-                              peer_pid=lambda ref: self._peer_pid(ref),
-                              anonymous=[(m["Destination"], m["Source"]) for m in c.mounts
-                                         if m.get("Type") == "volume" and m.get("Name")])
+                              peer_pid=self._peer_pid,
+                              anonymous=mountpoints.anonymous(c.mounts, c.host_config))
         try:
+            spec.shm_path = ipc.shm_path(c, self.store.container_dir, self.store.get)
             cfg = native.container_config(c.id, c.config, c.host_config, spec)
-        except ConfigError as exc:
+            await asyncio.to_thread(ipc.mount_shareable, c, cdir)
+        except Exception as exc:  # nothing runs: the rootfs goes again (also for a donor's Conflict)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
-            raise InvalidParameter(str(exc)) from None
+            if isinstance(exc, HostSetupError):
+                raise EngineError(str(exc)) from None  # a server error (500), as dockerd answers
+            if isinstance(exc, (ConfigError, NotFound, OSError)):
+                raise InvalidParameter(str(exc)) from None
+            raise
         c.log_path = c.log_path or os.path.join(cdir, f"{c.id}-json.log")
         log_cfg = c.host_config.get("LogConfig") or {}
         opts = log_cfg.get("Config") or {}
@@ -146,6 +158,7 @@ class Lifecycle(LayerRuntime):
                                            lambda pid: self.networking.join(c, pid))
         except monitor_client.StartFailed as exc:
             await self.networking.leave(c)
+            await asyncio.to_thread(ipc.release, cdir)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
             c.state.exit_code, c.state.error, c.state.status = exc.exit_code, str(exc), "exited" \
                 if c.has_been_started else "created"
@@ -192,6 +205,11 @@ class Lifecycle(LayerRuntime):
             self._spawn(self._finish(c.id, run, rec or monitor_client.ExitRecord(255),
                                      "" if rec else "the container monitor exited unexpectedly"))
         link.start(loop, monitor_client.Callbacks(output, output_eof, exited, lost))
+        held, closed = self.pending_stdin.pop(c.id, (bytearray(), False))  # after start(): it queues sends
+        if held:
+            link.write_stdin(bytes(held))
+        if closed:
+            link.close_stdin()
         return run
 
     def detach_all(self) -> None:
@@ -225,6 +243,7 @@ class Lifecycle(LayerRuntime):
         self.running.pop(cid, None)
         c = self.store.by_id.get(cid)
         if c is not None:
+            await asyncio.to_thread(ipc.release, self.store.container_dir(cid))
             await asyncio.to_thread(self.images.layers.unmount, cid)
             st = c.state
             st.status, st.running, st.paused, st.pid, st.exit_code = "exited", False, False, 0, code
@@ -260,10 +279,16 @@ class Lifecycle(LayerRuntime):
             return code != 0 and (limit == 0 or c.restart_count < limit)
         return name in ("always", "unless-stopped")
 
-    def _peer_pid(self, ref: str) -> int:
+    def _peer_pid(self, ref: str, kind: str = "") -> int:
+        """The PID whose namespace a container:<ref> mode joins; a donor that is not running is
+        refused with dockerd's words and status (409 for the network, 500 for the others)."""
         other = self.store.get(ref)
         if not other.state.running:
-            raise Conflict(f"cannot join the namespaces of container {other.id}: it is not running")
+            if kind == "net":
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+            if kind == "ipc":
+                raise EngineError(f"can't join IPC of container {other.id}: container {other.id} is not running")
+            raise EngineError(f"container {other.id} is not running")
         return other.state.pid
 
     async def stop(self, c: Container, timeout: int | None) -> None:
@@ -352,16 +377,27 @@ class Lifecycle(LayerRuntime):
         self.pending.get(c.id, set()).discard(q)
 
     async def write_stdin(self, c: Container, data: bytes) -> bool:
-        run = self.running.get(c.id)
-        if run is None or not c.config.get("OpenStdin"):
+        if not c.config.get("OpenStdin"):
             return False
+        run = self.running.get(c.id)
+        if run is None:  # before the start: held for it (bounded, as a pipe would be)
+            held = self.pending_stdin.setdefault(c.id, (bytearray(), False))[0]
+            if len(held) + len(data) > PENDING_STDIN_MAX:
+                return False
+            held.extend(data)
+            return True
         run.link.write_stdin(data)
         return True
 
     def close_stdin(self, c: Container) -> None:
+        if not c.config.get("OpenStdin"):
+            return
         run = self.running.get(c.id)
-        if run is not None and c.config.get("OpenStdin"):
-            run.link.close_stdin()
+        if run is None:
+            held, _ = self.pending_stdin.get(c.id, (bytearray(), False))
+            self.pending_stdin[c.id] = (held, True)
+            return
+        run.link.close_stdin()
 
     def finished(self, c: Container) -> asyncio.Event:
         run = self.running.get(c.id)

@@ -18,6 +18,7 @@ from ...drivers.exec import monitor_client
 from ...libcontainer import Container as LcContainer
 from ...libcontainer.cgroups import DEFAULT_PARENT
 from ...libcontainer.config import ContainerConfig
+from . import ipc
 from .lifecycle import Lifecycle
 from .record import Container, now_rfc3339
 
@@ -86,6 +87,7 @@ async def _settle(life: Lifecycle, c: Container) -> None:
         if state.get("init"):
             lc = LcContainer.adopt(_adoption_config(c, state), state, proc)
             await asyncio.to_thread(lc.destroy)  # kills stragglers in its cgroup, removes the cgroup
+        await asyncio.to_thread(ipc.release, cdir)  # a shareable container's /dev/shm tmpfs
         await asyncio.to_thread(life.images.layers.unmount, c.id)
         await life.networking.leave(c)
     except Exception:

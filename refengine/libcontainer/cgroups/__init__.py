@@ -27,6 +27,7 @@ from .stats import (
     online_cpus,
     system_cpu_usage,
 )
+from .support import BlkioSupport, blkio_support
 from .v1 import V1Cgroup, V1Driver
 from .v2 import V2Cgroup, V2Driver
 
@@ -40,12 +41,12 @@ def detect(parent: str = DEFAULT_PARENT, mountinfo: str = "/proc/self/mountinfo"
     layout = detect_layout(mountinfo)
     if layout.mode == "v2":
         return V2Driver(parent, mountpoint=layout.unified)
-    return V1Driver(parent, mounts=layout.v1)
+    return V1Driver(parent, mounts=layout.v1, unified=layout.unified if layout.mode == "hybrid" else None)
 
 
 __all__ = [
     "ALLOW_ALL", "DENY_ALL", "DEFAULT_PARENT", "DOCKER_DEFAULT_ALLOWED",
-    "BlkioEntry", "BlkioStats", "CgroupDriver", "CgroupError", "CgroupExists", "CgroupHandle", "CgroupLayout",
+    "BlkioEntry", "BlkioStats", "BlkioSupport", "blkio_support", "CgroupDriver", "CgroupError", "CgroupExists", "CgroupHandle", "CgroupLayout",
     "CgroupNotFound", "CgroupStats", "CpuStats", "DeviceRule", "MemoryStats", "OOMNotifier", "PidsStats",
     "Resources", "V1Cgroup", "V1Driver", "V2Cgroup", "V2Driver",
     "blkio_to_io_weight", "detect", "detect_layout", "effective_rules", "online_cpus",

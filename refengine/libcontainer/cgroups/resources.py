@@ -9,6 +9,22 @@ from typing import Any
 
 from .devices import ALLOW_ALL, DeviceRule
 
+# Docker's HostConfig field -> the v1 blkio.throttle file and the v2 io.max key it sets
+THROTTLE_FIELDS = {
+    "BlkioDeviceReadBps": ("read_bps", "rbps"), "BlkioDeviceWriteBps": ("write_bps", "wbps"),
+    "BlkioDeviceReadIOps": ("read_iops", "riops"), "BlkioDeviceWriteIOps": ("write_iops", "wiops"),
+}
+
+
+@dataclass
+class Throttle:
+    """One block-device limit: kind is read_bps, write_bps, read_iops or write_iops; rate 0 = no limit."""
+
+    kind: str
+    major: int
+    minor: int
+    rate: int
+
 
 @dataclass
 class Resources:
@@ -26,6 +42,7 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None          # <=0 unlimited
     blkio_weight: int | None = None        # 10..1000 (v2: converted to io.weight 1..10000)
+    blkio_throttle: list[Throttle] | None = None  # per-device bps/iops limits (v1 blkio.throttle.*, v2 io.max)
     devices: list[DeviceRule] | None = None  # configured rules; the default allow list is always added
 
     def is_empty(self) -> bool:
@@ -90,6 +107,23 @@ def _device_rules_for_path(host_path: str, perms: str) -> list[DeviceRule]:
     raise ValueError(f'error gathering device information while adding custom device "{host_path}": not a device node')
 
 
+def _throttles(key: str, entries: Any) -> list[Throttle]:
+    """HostConfig.BlkioDevice* entries ({"Path": "/dev/sda", "Rate": n}) as Throttles, the device
+    numbers taken from the host's node (as dockerd's getBlkioThrottleDevices)."""
+    out = []
+    for e in entries or []:
+        path = e.get("Path") or ""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ValueError(f"error gathering device information for {path!r}: {exc.strerror.lower()}") from None
+        if not stat.S_ISBLK(st.st_mode):
+            raise ValueError(f"{path} is not a block device")
+        out.append(Throttle(THROTTLE_FIELDS[key][0], os.major(st.st_rdev), os.minor(st.st_rdev),
+                            int(e.get("Rate") or 0)))
+    return out
+
+
 def resources_from_host_config(hc: dict[str, Any]) -> Resources:
     """Map a Docker HostConfig to Resources with dockerd's conventions.
 
@@ -129,6 +163,9 @@ def resources_from_host_config(hc: dict[str, Any]) -> Resources:
         r.pids_limit = hc["PidsLimit"]
     if (hc.get("BlkioWeight") or 0) > 0:
         r.blkio_weight = hc["BlkioWeight"]
+    throttles = [t for key in THROTTLE_FIELDS for t in _throttles(key, hc.get(key))]
+    if throttles:
+        r.blkio_throttle = throttles
     if hc.get("Privileged"):
         r.devices = [ALLOW_ALL]
     else:

@@ -26,12 +26,14 @@ from .stats import CgroupStats, v1_blkio, v1_cpu, v1_memory, v1_pids
 
 JOINED = V1_KNOWN + ("name=systemd",)   # hierarchies a container joins (runc joins these too)
 FREEZE_TIMEOUT = 5.0
+UNIFIED = ""  # the key of a hybrid host's cgroup2 mount in V1Driver.mounts (its /proc/<pid>/cgroup name)
 
 
 class V1Driver(CgroupDriver):
     version = 1
 
-    def __init__(self, parent: str = DEFAULT_PARENT, mounts: dict[str, str] | None = None) -> None:
+    def __init__(self, parent: str = DEFAULT_PARENT, mounts: dict[str, str] | None = None,
+                 unified: str | None = None) -> None:
         self.parent = check_name(parent, "parent cgroup name", nested=True)
         if mounts is None:
             mounts = detect_layout().v1
@@ -39,6 +41,10 @@ class V1Driver(CgroupDriver):
         self.mounts = {c: m for c, m in mounts.items() if c in JOINED}
         if not self.mounts:
             raise CgroupError("no cgroup v1 controller hierarchy is mounted")
+        if unified:
+            # hybrid host: the controller-less cgroup2 tree is joined too (its "0::" line in
+            # /proc/<pid>/cgroup then names the container, as with runc); nothing is written there
+            self.mounts[UNIFIED] = unified
 
     def _mountpoints(self) -> list[str]:
         return sorted(set(self.mounts.values()))
@@ -177,6 +183,9 @@ class V1Cgroup:
                     break
             else:
                 raise CgroupError(f"blkio weight is not supported here: neither blkio.weight nor blkio.bfq.weight in {d}")
+        for t in r.blkio_throttle or []:
+            fs.write(self._need("blkio", "blkio throttling"), f"blkio.throttle.{t.kind}_device",
+                     f"{t.major}:{t.minor} {t.rate}")
         if r.devices is not None or creating:
             d = self._dir("devices")
             if d is None:

@@ -14,7 +14,7 @@ from .devices import DeviceRule, effective_rules
 from .fs import CgroupError, CgroupExists, CgroupNotFound, check_name
 from .mounts import detect_layout
 from .oom import InotifyOOMNotifier, v2_oom_kills
-from .resources import Resources, blkio_to_io_weight, shares_to_weight, swap_to_v2
+from .resources import THROTTLE_FIELDS, Resources, blkio_to_io_weight, shares_to_weight, swap_to_v2
 from .stats import CgroupStats, v2_blkio, v2_cpu, v2_memory, v2_pids
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,11 @@ class V2Cgroup:
                 fs.write(self.dir, "io.bfq.weight", r.blkio_weight)   # BFQ: same 1..1000 range (as runc)
             else:
                 fs.write(self.dir, "io.weight", blkio_to_io_weight(r.blkio_weight))
+        if r.blkio_throttle:
+            self._need("io", "blkio throttling", have)
+            for t in r.blkio_throttle:  # one line per device and key; "max" lifts a limit
+                key = next(v2 for v1, v2 in THROTTLE_FIELDS.values() if v1 == t.kind)
+                fs.write(self.dir, "io.max", f"{t.major}:{t.minor} {key}={t.rate or 'max'}")
         if r.devices is not None or creating:
             self._driver.device_filter(self.dir, effective_rules(r.devices))
 
