@@ -85,12 +85,7 @@ def test_run_rm_propagates_output_and_exit_code(clean: Daemon) -> None:
     assert _out(cli(clean, "ps", "-a", "-q", "--filter", f"name={name}")) == ""  # --rm removed it
 
 
-def test_run_rm_stdin(clean: Daemon, request: pytest.FixtureRequest) -> None:
-    if clean.name == "refengine":
-        request.applymarker(pytest.mark.xfail(raises=subprocess.TimeoutExpired, strict=True, reason=(
-            "the CLI writes piped stdin and half-closes it right after attaching, before start; refengine "
-            "drops stdin written to a container that is not running yet (Lifecycle.write_stdin/close_stdin), "
-            "so cat never sees its input or EOF (helper A's attach/monitor rewrite)")))
+def test_run_rm_stdin(clean: Daemon) -> None:
     name = clean.unique("stdin")
     try:
         proc = cli(clean, "run", "--rm", "-i", "--name", name, clean.image, "sh", "-c", "cat; echo done",
@@ -265,13 +260,7 @@ def test_exec_it_on_a_pty(clean: Daemon) -> None:
     assert _out(cli(clean, "inspect", "-f", "{{.State.Running}}", name)) == "true\n"  # only the exec ended
 
 
-def test_run_it_detach_keys_then_attach(clean: Daemon, request: pytest.FixtureRequest) -> None:
-    if clean.name == "refengine":
-        request.applymarker(pytest.mark.xfail(raises=pexpect.TIMEOUT, strict=True, reason=(
-            "the CLI spots ctrl-p ctrl-q itself and just closes the attach connection; refengine's attach "
-            "stdin pump then sends CLOSE_STDIN (StdinOnce), and the monitor drops all later stdin of a TTY "
-            "container (stdin_closing never resets), where dockerd closes stdin on StdinOnce only without "
-            "a TTY: the next attach's input never reaches the shell (attach path / monitor)")))
+def test_run_it_detach_keys_then_attach(clean: Daemon) -> None:
     name = clean.unique("detach")
     child = pexpect.spawn(DOCKER_CLI, ["-H", clean.host, "run", "-it", "--name", name, clean.image, "sh"],
                           timeout=30)

@@ -129,7 +129,7 @@ def register(router: Router, engine: Engine, store: ContainerStore, life: Lifecy
                     if queue is not None:
                         queue.put_nowait(None)
                     return
-            if c.config.get("StdinOnce"):
+            if c.config.get("StdinOnce") and not tty:  # as dockerd: a TTY's stdin stays open for the next attach
                 life.close_stdin(c)
 
         return HijackResponse(run, content_type=RAW_STREAM)  # 1.41: raw-stream even when framed (1.42 changed it)
