@@ -325,12 +325,21 @@ def merge(body: dict[str, Any], image_config: dict[str, Any], image_ref: str) ->
     return cfg
 
 
+def default_cgroupns() -> str:
+    """dockerd's default CgroupnsMode: private where the controllers are on cgroup v2, host on v1."""
+    try:
+        return "private" if cgroups.detect().version == 2 else "host"
+    except Exception:  # noqa: BLE001 - no cgroups readable: the v1 default, as dockerd without cgroup v2
+        return "host"
+
+
 def host_config(body: dict[str, Any]) -> dict[str, Any]:
     hc = copy.deepcopy(HOST_CONFIG_DEFAULTS)
     given = body.get("HostConfig") or {}
     for key, value in given.items():
         if value is not None or key in ("PidsLimit", "MemorySwappiness"):
             hc[key] = copy.deepcopy(value)
+    hc["CgroupnsMode"] = hc.get("CgroupnsMode") or default_cgroupns()
     if not hc.get("NetworkMode"):
         hc["NetworkMode"] = "default"
     if not (hc.get("RestartPolicy") or {}).get("Name"):
