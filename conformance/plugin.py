@@ -432,7 +432,7 @@ def volume_names(target: Target) -> set[str] | None:
         if resp.status_code != 200:
             return None
         return {v["Name"] for v in (resp.json() or {}).get("Volumes") or [] if isinstance(v, dict) and "Name" in v}
-    except (TargetUnreachable, ValueError):
+    except (TargetUnreachable, ValueError, OSError):  # requests' errors are OSErrors: the run reports it elsewhere
         return None
     finally:
         client.close()
