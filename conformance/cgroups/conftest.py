@@ -26,7 +26,12 @@ from .files import Expect
 MiB = 1024 * 1024
 # Prints the statfs magic of /sys/fs/cgroup, then each named file as "@@@ <path>" and its content (or
 # cat's error: the paths of both versions are read, so one of each pair is missing; found on a v2 VM).
-READ_SCRIPT = 'stat -f -c %t /sys/fs/cgroup; for f in "$@"; do echo "@@@ $f"; cat "$f" 2>&1 || true; done'
+# With a cgroup namespace of the host's on v2, /sys/fs/cgroup is the whole hierarchy and the container's own
+# files are below its path from /proc/self/cgroup ("0::<path>"): those are printed as "@@@ own:<path>".
+READ_SCRIPT = ('stat -f -c %t /sys/fs/cgroup; own=$(sed -n "s/^0:://p" /proc/self/cgroup); '
+               'for f in "$@"; do echo "@@@ $f"; cat "$f" 2>&1 || true; '
+               'case "$own" in ""|/) ;; *) echo "@@@ own:$f"; cat "/sys/fs/cgroup$own/${f#/sys/fs/cgroup/}" 2>&1 || true;; '
+               'esac; done')
 STATS_TIMEOUT = 30
 
 
@@ -63,7 +68,13 @@ class InsideView:
     result: Result
 
     def raw(self, expect: Expect) -> str:
-        return self.contents.get(expect.inside_path(), "<not read>")
+        path = expect.inside_path()
+        found = self.contents.get(path)
+        own = self.contents.get("own:" + path)
+        if self.layout == 2 and own is not None and (found is None or found.startswith("cat: ")) \
+                and not own.startswith("cat: "):
+            return own  # the host's cgroup namespace: the container's own directory inside the whole tree
+        return found if found is not None else "<not read>"
 
 
 def parse_inside(result: Result) -> tuple[str, dict[str, str]]:

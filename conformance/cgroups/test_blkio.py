@@ -27,7 +27,7 @@ def _weight(cg: Cgroups, pid: int) -> tuple[files.Expect, str] | None:
 
 
 @pytest.mark.req("cgroups.blkio.weight-applied")
-@pytest.mark.deviation("docker", reason=(
+@pytest.mark.deviation("docker", cgroup_version=1, reason=(
     "dockerd 20.10 on cgroup v1 looks only for CFQ's blkio.weight in the root blkio hierarchy; kernels >= 5.0 "
     "have no CFQ, only BFQ's blkio.bfq.weight in child cgroups, so dockerd discards BlkioWeight with a warning "
     "although the container's cgroup offers a weight file the runtime could set"))

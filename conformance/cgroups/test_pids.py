@@ -28,6 +28,10 @@ def test_pids_limit_inside(cg: Cgroups) -> None:
 
 
 @pytest.mark.req("cgroups.pids.unlimited")
+@pytest.mark.deviation("docker", cgroup_driver="systemd", reason=(
+    "with the systemd cgroup driver (dockerd's default on cgroup v2) a container's scope gets systemd's "
+    "DefaultTasksMax (15% of the kernel's thread limit), so pids.max is a number, not max, when no PidsLimit "
+    "is set (seen on a Debian 12 VM: 4643)"))
 @pytest.mark.parametrize("limit", [None, 0, -1], ids=["unset", "zero", "minus-one"])
 def test_pids_unlimited(cg: Cgroups, limit: int | None) -> None:
     host_config = {} if limit is None else {"PidsLimit": limit}
