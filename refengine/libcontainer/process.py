@@ -333,6 +333,15 @@ def _fork_inline(fds: list[int]) -> int:
     from . import forkserver, init
     pid = os.fork()
     if pid == 0:
+        # keep only what the fork server would have passed: an inherited copy of the parent's end of the
+        # channel would keep the init waiting forever (no EOF) if its monitor died during the start
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         init.prepare_process()
         forkserver._child(None, fds)  # never returns
     return pid
