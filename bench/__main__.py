@@ -192,16 +192,19 @@ def measure_target(spec: TargetSpec, reference: str, params: Params, probe: tupl
     session = Session(spec.name, target, run_id, version)
     load[f"{spec.name}:start"] = loadavg()
     try:
-        _measure(session, result, params, probe)
+        try:
+            _measure(session, result, params, probe)
+        finally:
+            with shielded():
+                say(f"{spec.name}: removing what the run created")
+                result.cleanup_problems = session.cleanup()
+                load[f"{spec.name}:end"] = loadavg()
+        if params.suite_areas:
+            _suite(result, url, params)  # before the embedded daemon stops: the suite runs against it
     finally:
-        with shielded():
-            say(f"{spec.name}: removing what the run created")
-            result.cleanup_problems = session.cleanup()
-            load[f"{spec.name}:end"] = loadavg()
-            if embedded:
+        if embedded:
+            with shielded():
                 embedded.stop()
-    if params.suite_areas:
-        _suite(result, url, params)
     return result
 
 

@@ -190,6 +190,8 @@ def suite_cell(run: dict[str, Any] | None, ref: dict[str, Any] | None) -> str:
     counts = run.get("counts") or {}
     shown = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     text = f"{run['seconds']:.1f} s [{shown or run.get('error') or 'exit ' + str(run.get('returncode'))}]"
+    if not counts.get("passed"):
+        return text + "  (no ratio: nothing passed, the time measures no run of the checks)"
     if ref is not None and ref is not run:
         text += "  " + format_ratio(ratio(run["seconds"], ref["seconds"]), LOWER)
     return text
