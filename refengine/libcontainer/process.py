@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from . import syscalls
+from .helper import HelperProcess
 from .init import EXIT_FAILED, dumps
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -248,72 +249,28 @@ class _Intermediate:
                 pass
 
 
-class ForkServer:
+class ForkServer(HelperProcess):
     """The engine's handle on its fork server (see forkserver.py): started lazily, restarted if it died."""
 
+    what = "fork server"
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._popen: subprocess.Popen | None = None
+        super().__init__()
         self._atexit = False
 
+    def argv(self, fd: int) -> list[str]:
+        return [sys.executable, "-I", "-S", "-c", _BOOT.replace("init import main;main", "forkserver import serve;serve"),
+                _ROOT, str(fd)]
+
     def _start(self) -> None:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            argv = [sys.executable, "-I", "-S", "-c", _BOOT.replace("init import main;main", "forkserver import serve;serve"),
-                    _ROOT, str(theirs.fileno())]
-            self._popen = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), env={}, close_fds=True,
-                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL)
-        finally:
-            theirs.close()
-        self._sock = mine
+        super()._start()
         if not self._atexit:
             atexit.register(self.close)
             self._atexit = True
 
     def launch(self, fds: list[int]) -> int:
         """Clone an init with fds (stdin, stdout, stderr, channel); its pid (our child)."""
-        with self._lock:
-            for attempt in (0, 1):
-                if self._sock is None:
-                    self._start()
-                assert self._sock is not None
-                try:
-                    self._sock.sendmsg([b"spawn"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-                    self._sock.settimeout(30)
-                    reply = self._sock.recv(4096)
-                except OSError:
-                    reply = b""
-                if reply:
-                    msg = json.loads(reply)
-                    if "pid" in msg:
-                        return int(msg["pid"])
-                    raise OSError(f"fork server: {msg.get('error')}")
-                self._stop()  # it died: start a new one and retry once
-                if attempt:
-                    raise OSError("the fork server does not answer")
-        raise AssertionError("unreachable")
-
-    def _stop(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._popen is not None:
-            try:
-                self._popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
-            self._popen = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._stop()
-
-    @property
-    def pid(self) -> int | None:
-        return self._popen.pid if self._popen is not None else None
+        return self.request(b"spawn", fds)
 
 
 _forkserver = ForkServer()

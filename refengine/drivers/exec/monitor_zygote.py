@@ -15,15 +15,13 @@ It is spawned with only the daemon's REFENGINE_* variables (fault injection must
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import socket
-import subprocess
 import sys
-import threading
 
 from ...libcontainer import syscalls as sc
+from ...libcontainer.helper import HelperProcess
 from . import monitor_launch
 
 NAME = "refengine-launcher"  # not the monitor marker: tools that count monitors must not count this
@@ -87,62 +85,18 @@ def _child(server: socket.socket, req: dict, fds: list[int]) -> None:
         os._exit(1)
 
 
-class Zygote:
+class Zygote(HelperProcess):
     """The daemon's handle on its zygote: started lazily, restarted once if it died."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._popen: subprocess.Popen[bytes] | None = None
+    what = "monitor zygote"
+    cwd = "/"
 
-    def _start(self) -> None:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {k: v for k, v in os.environ.items() if k.startswith("REFENGINE_")}
-        try:
-            self._popen = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _BOOT, monitor_launch.ROOT, NAME, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), env=env, cwd="/", close_fds=True, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        finally:
-            theirs.close()
-        self._sock = mine
+    def argv(self, fd: int) -> list[str]:
+        return [sys.executable, "-I", "-S", "-c", _BOOT, monitor_launch.ROOT, NAME, str(fd)]
+
+    def env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k.startswith("REFENGINE_")}  # faults and switches
 
     def launch(self, cid: str, cdir: str, chan: int, log: int) -> int:
         """A new monitor for the container (our child); its pid. OSError if the zygote cannot."""
-        msg = json.dumps({"cid": cid, "cdir": cdir}).encode()
-        with self._lock:
-            for attempt in (0, 1):
-                if self._sock is None:
-                    self._start()
-                assert self._sock is not None
-                try:
-                    self._sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [chan, log]))])
-                    self._sock.settimeout(30)
-                    reply = self._sock.recv(4096)
-                except OSError:
-                    reply = b""
-                if reply:
-                    answer = json.loads(reply)
-                    if "pid" in answer:
-                        return int(answer["pid"])
-                    raise OSError(f"monitor zygote: {answer.get('error')}")
-                self._stop()  # it died: start a new one and retry once
-                if attempt:
-                    raise OSError("the monitor zygote does not answer")
-        raise AssertionError("unreachable")
-
-    def _stop(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._popen is not None:
-            try:
-                self._popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
-            self._popen = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._stop()
+        return self.request(json.dumps({"cid": cid, "cdir": cdir}).encode(), [chan, log])
