@@ -362,16 +362,21 @@ def test_refengine_push_then_dockerd_pull_and_run(registry: Registry, refengine_
     assert run_cat(DOCKER_SOCK, image.name, "/marker.txt") == image.marker
 
 
-def test_docker_cli_pulls_through_refengine(registry: Registry, refengine_sock: str, base_layer: bytes) -> None:
-    if not os.path.exists(DOCKER_CLI):
-        pytest.skip("the docker CLI is not installed at /usr/bin/docker")
-    # Put an image in the registry with refengine itself, drop it locally, pull it with the CLI.
-    image = unique_image(base_layer, repo(registry, "cli"))
+def only_in_registry(registry: Registry, refengine_sock: str, base_layer: bytes, name: str):
+    """An image put in the registry by refengine itself and then dropped locally (by tag and by digest)."""
+    image = unique_image(base_layer, repo(registry, name))
     load(refengine_sock, image.tar)
     repository, tag = image.name.rsplit(":", 1)
     assert push(refengine_sock, repository, tag).error is None
     remove_image(refengine_sock, image.name)
     remove_image(refengine_sock, f"{repository}@{inspect_digest(registry, repository, tag)}")
+    return image
+
+
+def test_docker_cli_pulls_through_refengine(registry: Registry, refengine_sock: str, base_layer: bytes) -> None:
+    if not os.path.exists(DOCKER_CLI):
+        pytest.skip("the docker CLI is not installed at /usr/bin/docker")
+    image = only_in_registry(registry, refengine_sock, base_layer, "cli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     done = subprocess.run([DOCKER_CLI, "-H", f"unix://{refengine_sock}", "pull", image.name], env=env,
                           capture_output=True, text=True, timeout=300)
@@ -692,12 +697,7 @@ def test_docker_cli_run_pulls_a_missing_image(registry: Registry, refengine_sock
     """`docker run` of an image refengine lacks: create → 404 → the CLI pulls → create again."""
     if not os.path.exists(DOCKER_CLI):
         pytest.skip("the docker CLI is not installed at /usr/bin/docker")
-    image = unique_image(base_layer, repo(registry, "cli-run"))
-    load(refengine_sock, image.tar)
-    repository, tag = image.name.rsplit(":", 1)
-    assert push(refengine_sock, repository, tag).error is None
-    remove_image(refengine_sock, image.name)
-    remove_image(refengine_sock, f"{repository}@{inspect_digest(registry, repository, tag)}")
+    image = only_in_registry(registry, refengine_sock, base_layer, "cli-run")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     done = subprocess.run([DOCKER_CLI, "-H", f"unix://{refengine_sock}", "run", "--rm", "--network", "none",
                            image.name, "cat", "/marker.txt"], env=env, capture_output=True, text=True, timeout=300)
