@@ -64,6 +64,7 @@ class Params:
     suite_areas: tuple[str, ...]  # empty: no suite
     suite_workers: tuple[int, ...]
     suite_timeout: float
+    suite_per_area: bool = False
 
 
 FULL = dict(runs=30, many=50, list_many=200, duration=3.0, logs_mb=100, attach_rounds=50)
@@ -85,7 +86,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--suite", action="store_true", help="also time the conformance suite's areas (slow)")
     p.add_argument("--areas", metavar="AREAS", help="suite areas (default: every area that exists)")
     p.add_argument("--suite-workers", default="1,2", metavar="N,N", help="xdist worker counts (default 1,2)")
-    p.add_argument("--suite-timeout", type=float, default=1800, metavar="S", help="per area run (default 1800)")
+    p.add_argument("--suite-timeout", type=float, default=1800, metavar="S", help="per pytest run (default 1800)")
+    p.add_argument("--suite-per-area", action="store_true",
+                   help="each area in a pytest run of its own (stand-alone wall times; repeats the start-up) "
+                        "instead of one session per worker count")
     p.add_argument("--runs", type=int, help="serial lifecycle cycles (default 30, quick 5)")
     p.add_argument("--many", type=int, help="containers run and stopped at once (default 50, quick 10)")
     p.add_argument("--list-many", type=int, help="containers present for the list rates (default 200, quick 50)")
@@ -129,7 +133,8 @@ def params_from(args: argparse.Namespace) -> Params:
     return Params(runs=pick("runs"), many=pick("many"), list_many=pick("list_many"), duration=pick("duration"),
                   clients=_ints(args.clients, "--clients"), logs_mb=pick("logs_mb"),
                   attach_rounds=pick("attach_rounds"), sections=sections, suite_areas=areas,
-                  suite_workers=_ints(args.suite_workers, "--suite-workers"), suite_timeout=args.suite_timeout)
+                  suite_workers=_ints(args.suite_workers, "--suite-workers"), suite_timeout=args.suite_timeout,
+                  suite_per_area=args.suite_per_area)
 
 
 def say(text: str) -> None:
@@ -273,12 +278,19 @@ def _measure(session: Session, result: TargetResult, params: Params, probe: tupl
 
 
 def _suite(result: TargetResult, url: str, params: Params) -> None:
-    for area in params.suite_areas:
-        for workers in params.suite_workers:
-            say(f"{result.name}: conformance/{area} with -n {workers}")
-            run = suite.run_area(area, workers, url, params.suite_timeout)
-            result.suite.append(run.as_dict())
-            say(f"{result.name}: conformance/{area} -n {workers}: {run.seconds:.1f} s, {run.counts or run.error}")
+    areas = list(params.suite_areas)
+    for workers in params.suite_workers:
+        if params.suite_per_area:
+            for area in areas:
+                say(f"{result.name}: conformance/{area} with -n {workers}")
+                run = suite.run_area(area, workers, url, params.suite_timeout)
+                result.suite.append(run.as_dict())
+                say(f"{result.name}: conformance/{area} -n {workers}: {run.seconds:.1f} s, {run.counts or run.error}")
+            continue
+        say(f"{result.name}: conformance/{{{','.join(areas)}}} in one session with -n {workers}")
+        rows = suite.run_session(areas, workers, url, params.suite_timeout)
+        result.suite.extend(r.as_dict() for r in rows)
+        say(f"{result.name}: -n {workers}: " + ", ".join(f"{r.area} {r.seconds:.1f} s" for r in rows))
 
 
 def summary_lines(report: dict[str, Any], results: list[TargetResult]) -> list[str]:

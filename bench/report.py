@@ -190,6 +190,8 @@ def suite_cell(run: dict[str, Any] | None, ref: dict[str, Any] | None) -> str:
     counts = run.get("counts") or {}
     shown = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     text = f"{run['seconds']:.1f} s [{shown or run.get('error') or 'exit ' + str(run.get('returncode'))}]"
+    if run.get("outside_checks") is not None:
+        text += f" ({run['outside_checks']:.1f} s outside checks)"
     if not counts.get("passed"):
         return text + "  (no ratio: nothing passed, the time measures no run of the checks)"
     if ref is not None and ref is not run:
@@ -204,15 +206,23 @@ def render_suite(results: list[TargetResult], reference: str) -> str:
     if not keys:
         return ""
     names = [r.name for r in results if r.suite]
-    rows = [[f"conformance/{area}", f"-n {workers}"] +
+    rows = [[SUITE_LABELS.get(area, f"conformance/{area}"), f"-n {workers}"] +
             [suite_cell(runs.get((n, area, workers)), runs.get((reference, area, workers))) for n in names]
             for area, workers in keys]
     headers = ["suite area", "workers"] + names
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    out = ["conformance suite, wall time:", "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    hows = {run.get("how", "process") for _r in results for run in _r.suite}
+    title = ("conformance suite, wall time (each area in a pytest run of its own):" if hows == {"process"} else
+             "conformance suite, wall time (one session per worker count; an area: first check's start to its "
+             "last check's end):")
+    out = [title, "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    errors = [f"{n}: conformance/{a} -n {w}: {run['error']}" for (n, a, w), run in runs.items() if run.get("error")]
+    errors = [f"{n}: {SUITE_LABELS.get(a, 'conformance/' + a)} -n {w}: {run['error']}"
+              for (n, a, w), run in runs.items() if run.get("error")]
     return "\n".join(out + errors)
+
+
+SUITE_LABELS = {"all": "whole session"}
 
 
 # -- the machine and the JSON report ------------------------------------------------------------------

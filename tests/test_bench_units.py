@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from bench import suite
 from bench.api_rate import RawConnection
 from bench.memory import (
     helper_name,
@@ -204,6 +205,42 @@ def test_render_suite():
     row = next(line for line in text.splitlines() if line.startswith("conformance/api"))
     assert "100.0 s [10 passed]" in row and "150.0 s [8 passed, 2 failed]  ×1.50 -" in row
     assert render_suite([TargetResult("x", "unix:///x")], "x") == ""
+
+
+def _fake_report(checks: list[tuple[str, float, float]]) -> dict:
+    return {"summary": {"passed": len(checks), "score": 1.0},
+            "areas": {a: {"passed": sum(1 for x in checks if x[0] == a), "score": 1.0} for a, _s, _e in checks},
+            "checks": [{"area": a, "start": b, "stop": e, "outcome": "passed"} for a, b, e in checks]}
+
+
+def test_run_session_spans(monkeypatch):
+    report = _fake_report([("api", 1000.0, 1001.0), ("api", 1000.5, 1010.0), ("isolation", 1009.5, 1015.0)])
+    monkeypatch.setattr(suite, "_pytest", lambda areas, workers, url, timeout: (20.0, 0, "", report))
+    rows = {r.area: r for r in suite.run_session(["api", "isolation", "network"], 2, "unix:///x", 60)}
+    assert rows["api"].seconds == 10.0 and rows["api"].counts == {"passed": 2}
+    assert rows["isolation"].seconds == 5.5
+    assert rows[suite.SESSION].seconds == 20.0 and rows[suite.SESSION].outside_checks == 5.0
+    assert rows["network"].error == "no check of this area ran"
+
+
+def test_run_session_without_report(monkeypatch):
+    monkeypatch.setattr(suite, "_pytest", lambda *a: (3.0, 4, "no report: boom", {}))
+    rows = suite.run_session(["api"], 1, "unix:///x", 60)
+    assert [r.area for r in rows] == [suite.SESSION, "api"] and all(r.error for r in rows)
+    assert "no ratio" in render_suite([TargetResult("x", "unix:///x", suite=[r.as_dict() for r in rows])], "x")
+
+
+def test_render_suite_session_rows():
+    ref = TargetResult("dockerd", DOCKERD_URL, suite=[
+        {"area": "all", "workers": 2, "seconds": 100.0, "returncode": 0, "counts": {"passed": 9},
+         "how": "session", "outside_checks": 4.0}])
+    other = TargetResult("refengine", REFENGINE_URL, suite=[
+        {"area": "all", "workers": 2, "seconds": 50.0, "returncode": 0, "counts": {"passed": 9},
+         "how": "session", "outside_checks": 3.0}])
+    text = render_suite([ref, other], "dockerd")
+    assert "one session per worker count" in text
+    row = next(line for line in text.splitlines() if line.startswith("whole session"))
+    assert "100.0 s [9 passed] (4.0 s outside checks)" in row and "×0.50 +" in row
 
 
 # -- targets -----------------------------------------------------------------------------------------------

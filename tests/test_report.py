@@ -23,6 +23,10 @@ def test_outcomes_are_distinct(dockerd_socket: str, suite) -> None:
     assert run.report["coverage"]["operations_total"] > 90
     assert run.report["coverage"]["validated_2xx_json"] > 0
     assert run.report["leaks"] == []
+    # bench/suite.py takes per-area wall times from these: setup start to teardown end, in epoch seconds
+    for check in run.report["checks"]:
+        assert 0 < check["start"] <= check["stop"], check
+        assert check["stop"] - check["start"] >= check["duration"] - 0.01, check
 
 
 def test_repeat_mode_counts_runs(dockerd_socket: str, suite) -> None:

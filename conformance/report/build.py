@@ -27,6 +27,8 @@ class CheckResult:
     requirement: str | None = None
     outcome: str = "passed"
     duration: float = 0.0
+    start: float = 0.0  # epoch seconds: the start of its setup and the end of its teardown (per-area wall times)
+    stop: float = 0.0
     message: str = ""
     transcript: list[dict[str, Any]] = field(default_factory=list)
     operations: list[str] = field(default_factory=list)
@@ -96,6 +98,9 @@ class ReportBuilder:
             return
         res = self.results.setdefault(report.nodeid, CheckResult(report.nodeid, rid))
         res.duration += report.duration
+        if report.start:
+            res.start = min(res.start, report.start) if res.start else report.start
+        res.stop = max(res.stop, report.stop)
         if "conformance.transcript" in props:
             res.transcript = props["conformance.transcript"]
         if "conformance.operations" in props:
@@ -157,6 +162,8 @@ class ReportBuilder:
                 "statement": req.statement if req else None,
                 "outcome": res.outcome,
                 "duration": round(res.duration, 4),
+                "start": round(res.start, 3),
+                "stop": round(res.stop, 3),
                 "message": res.message,
                 "transcript": res.transcript if res.outcome in ("failed", "error") else [],
             })
