@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from conformance.client import ApiClient, error_message
+from conformance.early import EarlyRequests
 from conformance.resources import RUN_LABEL, Containers, Names, Networks
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -162,13 +163,9 @@ def test_create_driver_options(api: ApiClient, networks: Networks) -> None:
 
 
 @pytest.mark.req("api.networks.create-unknown-driver")
-def test_create_unknown_driver(api: ApiClient, networks: Networks) -> None:
-    # dockerd looks for a legacy plugin socket for ~15 s before it gives up.
-    resp = api.post("/networks/create", {"Name": networks.names("nodrv"), "CheckDuplicate": True,
-                                         "Driver": f"no-such-driver-{networks.run_id}",
-                                         "Labels": {RUN_LABEL: networks.run_id}}, timeout=90)
-    if resp.status_code == 201:
-        networks.adopt(resp.json()["Id"])
+def test_create_unknown_driver(api: ApiClient, early: EarlyRequests) -> None:
+    # Sent when the area started (conftest.py): dockerd looks for a legacy plugin for ~15 s first.
+    resp = early.answer("network-unknown-driver", api)
     assert resp.status_code == 404, f"creating a network with an unknown driver answered {resp.status_code}; the schema says 404"
     assert error_message(resp), f"the body {resp.text[:200]!r} is not {{'message': ...}}"
 
