@@ -26,6 +26,9 @@ from .stats import CgroupStats, v1_blkio, v1_cpu, v1_memory, v1_pids
 
 JOINED = V1_KNOWN + ("name=systemd",)   # hierarchies a container joins (runc joins these too)
 FREEZE_TIMEOUT = 5.0
+# kill_all freezes only briefly: a task the freezer cannot reach (uninterruptible sleep, e.g. in the
+# memcg OOM handler with the OOM killer off) keeps the cgroup FREEZING, and it dies of SIGKILL anyway
+KILL_FREEZE_TIMEOUT = 0.25
 UNIFIED = ""  # the key of a hybrid host's cgroup2 mount in V1Driver.mounts (its /proc/<pid>/cgroup name)
 
 
@@ -279,9 +282,9 @@ class V1Cgroup:
     def _freezer_state(self) -> str:
         return fs.read_str(self._need("freezer", "freeze"), "freezer.state")
 
-    def freeze(self) -> None:
+    def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
         d = self._need("freezer", "freeze")
-        deadline = time.monotonic() + FREEZE_TIMEOUT
+        deadline = time.monotonic() + timeout
         tries = 0
         while True:
             fs.write(d, "freezer.state", "FROZEN")
@@ -292,7 +295,7 @@ class V1Cgroup:
                 raise CgroupError(f"unexpected freezer state {state!r} in {d} while freezing")
             if time.monotonic() > deadline:
                 fs.write(d, "freezer.state", "THAWED")   # never leave it half frozen
-                raise CgroupError(f"cannot freeze {d}: still FREEZING after {FREEZE_TIMEOUT:g}s", errno.ETIMEDOUT)
+                raise CgroupError(f"cannot freeze {d}: still FREEZING after {timeout:g}s", errno.ETIMEDOUT)
             tries += 1
             if tries % 50 == 0:
                 # new tasks (fork, cgroup.procs writes) can keep it FREEZING; a brief thaw helps (as runc)
@@ -320,10 +323,10 @@ class V1Cgroup:
         froze = False
         if can_freeze and not was_frozen:
             try:
-                self.freeze()
+                self.freeze(KILL_FREEZE_TIMEOUT)
                 froze = True
             except CgroupError:
-                pass   # e.g. a task stuck in D state: signal anyway
+                pass   # e.g. a task in D state: signal anyway (kill_until_empty repeats for late forks)
         signal_pids(self._all_pids(), sig)
         # frozen tasks die only once thawed; a paused container stays paused for other signals
         if froze or (was_frozen and sig == signal.SIGKILL):

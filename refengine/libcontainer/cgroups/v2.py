@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 WANTED_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
 FREEZE_TIMEOUT = 5.0
+KILL_FREEZE_TIMEOUT = 0.25  # kill_all's brief freeze (see v1.py): an unreachable task dies of SIGKILL anyway
 DeviceFilter = Callable[[str, list[DeviceRule]], None]
 
 
@@ -231,20 +232,20 @@ class V2Cgroup:
     def _events(self) -> dict[str, int]:
         return fs.read_keyed(self.dir, "cgroup.events")
 
-    def _set_frozen(self, want: bool) -> None:
+    def _set_frozen(self, want: bool, timeout: float = FREEZE_TIMEOUT) -> None:
         if not os.path.exists(os.path.join(self.dir, "cgroup.freeze")):
             raise CgroupError(f"cgroup v2 freezer is not supported here: no cgroup.freeze in {self.dir}")
         fs.write(self.dir, "cgroup.freeze", "1" if want else "0")
         try:
-            wait_until(lambda: self._events().get("frozen", 0) == int(want), FREEZE_TIMEOUT,
+            wait_until(lambda: self._events().get("frozen", 0) == int(want), timeout,
                        f"{self.dir} to {'freeze' if want else 'thaw'}")
         except CgroupError:
             if want:
                 fs.write(self.dir, "cgroup.freeze", "0")   # never leave it half frozen
             raise
 
-    def freeze(self) -> None:
-        self._set_frozen(True)
+    def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
+        self._set_frozen(True, timeout)
 
     def thaw(self) -> None:
         self._set_frozen(False)
@@ -269,7 +270,7 @@ class V2Cgroup:
         froze = False
         if not was_frozen:
             try:
-                self.freeze()
+                self.freeze(KILL_FREEZE_TIMEOUT)
                 froze = True
             except CgroupError:
                 pass
