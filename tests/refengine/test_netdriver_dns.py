@@ -9,13 +9,10 @@ import asyncio
 import json
 import socket
 import struct
-from collections.abc import Iterator
-
-import pytest
 
 from refengine.drivers.network.dns import T_A, Scope, answer, parse_query
 
-from .test_netdriver_lab import Lab, need_root
+from .test_netdriver_lab import Lab
 
 CLIENT = r"""
 import json, socket, struct, sys
@@ -105,17 +102,6 @@ class FakeUpstream(asyncio.DatagramProtocol):
         writer.write(struct.pack("!H", len(r)) + r)
         await writer.drain()
         writer.close()
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    need_root()
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        lab.close()
-    assert lab.leftovers() == []
 
 
 def test_embedded_dns_answers_names_and_forwards_the_rest(lab: Lab) -> None:

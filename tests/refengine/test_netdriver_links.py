@@ -9,7 +9,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 
 import pytest
 from pyroute2 import IPRoute
@@ -19,18 +18,7 @@ from refengine.drivers.network.veth import docker_mac, host_ifname
 from refengine.engine.errors import Forbidden, InvalidParameter
 from refengine.engine.networks import NetworkStore
 
-from .test_netdriver_lab import Lab, need_root
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    need_root()
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        lab.close()
-    assert lab.leftovers() == []
+from .test_netdriver_lab import Lab
 
 
 def _link(name: str, ns: str | None = None) -> dict | None:

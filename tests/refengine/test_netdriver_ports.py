@@ -6,7 +6,6 @@ import asyncio
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -36,17 +35,6 @@ while True:
     c.sendall(b"tcp:" + a[0].encode() + b":" + data)
     c.close()
 """
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    need_root()
-    lab = Lab()
-    try:
-        yield lab
-    finally:
-        lab.close()
-    assert lab.leftovers() == []
 
 
 def _container(lab: Lab) -> tuple[object, str, str]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -19,6 +17,8 @@ from dataclasses import dataclass
 import pytest
 
 from conformance.probe_image import build_probe_tar
+
+from .daemons import start_refengined, stop
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None,
                                 reason="the bridge driver needs root and the nft binary")
@@ -37,40 +37,18 @@ class Daemon:
             return fh.read()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, 30)
 
 
 def _start(*extra: str, root: str | None = None) -> Daemon:
     import docker
     root = root or tempfile.mkdtemp(prefix="refengine-netd-")
-    sock = os.path.join(root, "d.sock")
-    log = open(os.path.join(root, "daemon.log"), "a")  # noqa: SIM115 - the daemon writes it until it stops
-    proc = subprocess.Popen([sys.executable, "-m", "refengine.daemon.main", "-H", f"unix://{sock}",
-                             "--data-root", os.path.join(root, "state"), *extra], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    sock, proc = start_refengined(root, *extra, sock_name="d.sock", timeout=30)
     try:
         client = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=60)
     except BaseException:
-        Daemon(proc, root, sock, None).stop()  # never leave a daemon (or its bridges) behind
+        stop(proc)  # never leave a daemon (or its bridges) behind
         raise
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if client.ping():
-                break
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"refengined did not start: {open(os.path.join(root, 'daemon.log')).read()[-2000:]}")
-        time.sleep(0.1)
     return Daemon(proc, root, sock, client)
 
 

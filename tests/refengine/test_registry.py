@@ -14,10 +14,8 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +29,7 @@ import requests_unixsocket
 
 from conformance.probe_image import files_layer
 
+from .daemons import start_refengined, stop, wait_up
 from .graph_testlib import DOCKER_SOCK, dockerd_available
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
@@ -49,31 +48,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(check: Any, what: str, proc: subprocess.Popen[bytes], log: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            with open(log) as fh:
-                pytest.fail(f"{what} did not start: {fh.read()[-2000:]}")
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass
@@ -99,8 +73,8 @@ def start_registry(root: str, auth: dict[str, Any] | None = None) -> tuple[Regis
     with open(log, "wb") as out:
         proc = subprocess.Popen([REGISTRY_BIN, "serve", path], stdout=out, stderr=subprocess.STDOUT)
     registry = Registry(f"127.0.0.1:{port}", root)
-    wait_for(lambda: requests.get(f"http://{registry.host}/v2/", timeout=1).status_code in (200, 401),
-             "docker-registry", proc, log)
+    wait_up(lambda: requests.get(f"http://{registry.host}/v2/", timeout=1).status_code in (200, 401),
+            "docker-registry", proc, log)
     return registry, proc
 
 
@@ -142,18 +116,13 @@ def refengine_sock() -> Iterator[str]:
     """This module's own refengined. Without the network driver: pulling, pushing and running
     `cat` need no container network, and the driver's bridge/NAT setup is another test's subject."""
     root = tempfile.mkdtemp(prefix="refengine-registry-daemon-")
-    sock = os.path.join(root, "d.sock")
-    log = os.path.join(root, "daemon.log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "refengine.daemon.main", "-H", f"unix://{sock}",
-                                 "--data-root", os.path.join(root, "state"), "--no-network-driver"],
-                                stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: unix_session().get(unix_url(sock, "/_ping"), timeout=1).text == "OK", "refengined", proc,
-                 log)
-        yield sock
+        sock, proc = start_refengined(root, "--no-network-driver", sock_name="d.sock")
+        try:
+            yield sock
+        finally:
+            stop(proc)
     finally:
-        stop(proc)
         shutil.rmtree(root, ignore_errors=True)
 
 
