@@ -390,7 +390,9 @@ def test_future_window(api: ApiClient, containers: Containers, names: Names) -> 
     _lifecycle(api, containers, labels)
     now = _daemon_now(api)
     started = time.monotonic()
-    resp = api.get("/events", params={"since": _stamp(now + 1), "until": _stamp(now + 2), "filters": flt},
+    # since/until are read to the nanosecond; 0.5 s ahead stays in the future while the request travels, even on
+    # a loaded machine (a GET reaches the daemon in milliseconds), and the daemon must still wait for until.
+    resp = api.get("/events", params={"since": _stamp(now + 0.5), "until": _stamp(now + 0.8), "filters": flt},
                    timeout=20)
     assert resp.status_code == 200, f"a future window answered {resp.status_code}; expected 200"
     events = json_lines(resp.content)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, error_message
+from conformance.client import RECORD, ApiClient, error_message
 from conformance.probe_image import ProbeImages
 from conformance.resources import Containers, Names
 from conformance.streams import STDERR, STDOUT, Hijacked, demux, hijack, parse_frames
@@ -20,6 +20,8 @@ from conformance.target import Target
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
 OUT_ERR = "stream=1&stdout=1&stderr=1"
+# A container script waits here (20 s at most) until the check creates /tmp/go with an exec.
+AWAIT_GO = "i=0; while [ ! -e /tmp/go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,15 @@ def sleeper(_session_api: ApiClient, probe: ProbeImages, run_id: str) -> Iterato
 
 def _versioned(api: ApiClient, path: str) -> str:
     return f"/v{api.version}{path}" if api.version else path
+
+
+def _go(api: ApiClient, cid: str) -> None:
+    """Let a container waiting in AWAIT_GO go on: a detached exec, as the container may exit before an attached
+    one could report its exit code."""
+    resp = api.post(f"/containers/{cid}/exec", {"Cmd": ["touch", "/tmp/go"]}, validate=RECORD)
+    assert resp.status_code == 201, f"creating the exec that lets the container go on answered {resp.status_code}"
+    resp = api.post(f"/exec/{resp.json()['Id']}/start", {"Detach": True}, validate=RECORD)
+    assert resp.status_code == 200, f"starting the exec that lets the container go on answered {resp.status_code}"
 
 
 def _attach(api: ApiClient, target: Target, cid: str, query: str = OUT_ERR, upgrade: bool = True) -> Hijacked:
@@ -194,14 +205,18 @@ def test_attach_stdin_once(api: ApiClient, containers: Containers, target: Targe
 
 @pytest.mark.req("api.attach.logs-replay")
 def test_attach_logs_replay(api: ApiClient, containers: Containers, target: Target) -> None:
-    cid = containers.run(["sh", "-c", "echo first; sleep 1; echo second; sleep 30"])
+    # 'first' is in the logs before the attach; 'second' is written only after the attach replayed 'first'.
+    cid = containers.run(["sh", "-c", f"echo first; {AWAIT_GO}; echo second; sleep 30"])
     deadline = time.monotonic() + 10
     while b"first" not in api.get(f"/containers/{cid}/logs", params={"stdout": 1}).content:
         assert time.monotonic() < deadline, "the container's first line never reached its logs"
         time.sleep(0.1)
     conn = _attach(api, target, cid, "logs=1&" + OUT_ERR)
     try:
-        data = conn.read_until(b"second\n", timeout=10)
+        data = conn.read_until(b"first\n", timeout=10)
+        assert b"first\n" in data, f"attach with logs=1&stream=1 did not replay the earlier line 'first': {data[:100]!r}"
+        _go(api, cid)
+        data += conn.read_until(b"second\n", timeout=10)
     finally:
         conn.close()
     frames, _ = parse_frames(data)
@@ -299,9 +314,10 @@ def test_attach_bad_detach_keys(api: ApiClient, containers: Containers, target: 
 
 @pytest.mark.req("api.attach.ends-on-exit")
 def test_attach_ends_on_exit(api: ApiClient, containers: Containers, target: Target) -> None:
-    cid = containers.run(["sh", "-c", "sleep 0.5; echo bye"])
+    cid = containers.run(["sh", "-c", f"{AWAIT_GO}; echo bye"])  # it exits only once the attach is in place
     conn = _attach(api, target, cid, "stream=1&stdout=1")
     try:
+        _go(api, cid)
         data, took = conn.read_all_timed(timeout=15)
     finally:
         conn.close()
@@ -343,7 +359,8 @@ def test_attach_exited_then_started(api: ApiClient, containers: Containers, targ
     conn = _attach(api, target, cid, "stream=1&stdout=1")  # what `docker start -a` does
     try:
         assert conn.response.status == 101, f"attach to an exited container answered {conn.response.status}; expected 101"
-        early = conn.read_all(timeout=0.5)
+        # A replay of the old output would follow the 101 at once; and any late one still fails the final check.
+        early = conn.read_all(timeout=0.2)
         assert early == b"", f"attach stream=1 to an exited container replayed {early[:100]!r} before any restart"
         containers.start(cid)
         data = early + conn.read_all(timeout=15)

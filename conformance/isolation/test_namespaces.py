@@ -43,7 +43,13 @@ def _pid(containers: Containers, cid: str) -> int:
     return pid
 
 
-def _stays_running(containers: Containers, cid: str, seconds: float = 1.0) -> dict[str, Any]:
+# How long a container is watched after a signal its PID 1 must survive. The kernel decides at send time (a
+# signal PID 1 has no handler for is dropped then); had it been fatal, PID 1 would be gone within milliseconds,
+# and dockerd and refengine report such an exit 5-30 ms after the kill call returns, on a loaded machine too.
+SURVIVE_WINDOW = 0.3
+
+
+def _stays_running(containers: Containers, cid: str, seconds: float = SURVIVE_WINDOW) -> dict[str, Any]:
     """Watch the container for `seconds`; its State as soon as it stops running (or at the end)."""
     def stopped() -> dict[str, Any] | None:
         state = containers.inspect(cid)["State"]
@@ -242,7 +248,7 @@ def test_pid1_ignores_unhandled_signal(api: ApiClient, containers: Containers, s
     cid = containers.run_long(HostConfig={"Init": False})
     resp = api.post(f"/containers/{cid}/kill", params={"signal": signal})
     assert resp.status_code == 204, f"POST /containers/{{id}}/kill?signal={signal} answered {resp.status_code}"
-    state = _stays_running(containers, cid, 1.0)
+    state = _stays_running(containers, cid)
     assert state["Running"], (
         f"SIG{signal} ended the container (exit code {state['ExitCode']}); its PID 1 (`sleep`, no handler) must "
         "ignore it: the kernel drops signals without a handler sent to a PID namespace's init")
@@ -275,7 +281,7 @@ def test_pid1_unkillable_from_inside(containers: Containers) -> None:
     res = containers.exec(cid, ["sh", "-c", 'test "$(cat /proc/1/comm)" = sleep && kill -KILL 1'])
     assert res.exit_code == 0, (f"`kill -KILL 1` inside (guarded by PID 1 being the container's sleep): "
                                 f"{res.describe()}")
-    state = _stays_running(containers, cid, 1.0)
+    state = _stays_running(containers, cid)
     assert state["Running"], (
         f"SIGKILL sent to PID 1 from inside its own PID namespace ended the container (exit {state['ExitCode']}); "
         "the kernel ignores it (only an ancestor namespace can kill the init)")
