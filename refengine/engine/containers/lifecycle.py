@@ -89,6 +89,7 @@ class Lifecycle(LayerRuntime):
         self.pending_stdin: dict[str, tuple[bytearray, bool]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()  # exits and restarts being handled
         self.closing = False  # the daemon is shutting down: no restarts
+        self.starting: dict[str, asyncio.Event] = {}  # starts in flight: a stop meanwhile waits for them
 
     # --- Runtime protocol (with LayerRuntime) ----------------------------------------------------
     async def kill_and_wait(self, c: Container) -> None:
@@ -126,9 +127,22 @@ class Lifecycle(LayerRuntime):
         self.pending_stdin.pop(c.id, None)
 
     # --- start and exit -------------------------------------------------------------------------
-    async def start(self, c: Container) -> None:
+    async def start(self, c: Container, by_policy: bool = False) -> None:
+        """Start `c`; a user's start clears an earlier explicit stop, a restart policy's does not (a stop
+        that comes while the policy is starting it must win)."""
         if c.state.running:
             raise NotModified()
+        if not by_policy:
+            c.manually_stopped = False
+        started = self.starting[c.id] = asyncio.Event()
+        try:
+            await self._start(c)
+        finally:
+            if self.starting.get(c.id) is started:
+                del self.starting[c.id]
+            started.set()
+
+    async def _start(self, c: Container) -> None:
         rootfs = await asyncio.to_thread(self.images.layers.mount, c.id)
         cdir = self.store.container_dir(c.id)
         etc = self.networking.etc_files(c, cdir)
@@ -169,7 +183,7 @@ class Lifecycle(LayerRuntime):
         st = c.state
         st.status, st.running, st.paused, st.pid, st.exit_code, st.error = "running", True, False, link.pid, 0, ""
         st.oom_killed, st.started_at = False, now_rfc3339()
-        c.has_been_started, c.manually_stopped = True, False
+        c.has_been_started = True
         self.store.save(c)
         self.event("start", c, {})
 
@@ -263,7 +277,7 @@ class Lifecycle(LayerRuntime):
             if c.manually_stopped or c.id not in self.store.by_id or self.closing:
                 return
             try:
-                await self.start(c)
+                await self.start(c, by_policy=True)
                 self.event("restart", c, {})
             except Exception:
                 pass
@@ -294,6 +308,9 @@ class Lifecycle(LayerRuntime):
     async def stop(self, c: Container, timeout: int | None) -> None:
         c.manually_stopped = True  # also when it is between two restarts: it must not come back
         run = self.running.get(c.id)
+        if run is None and c.id in self.starting:  # a start in flight (a restart policy's): stop what it makes
+            await self.starting[c.id].wait()
+            run = self.running.get(c.id)
         if run is None:
             self.store.save(c)
             raise NotModified()
