@@ -384,6 +384,19 @@ def test_since_after_until(api: ApiClient) -> None:
     assert error_message(resp), f"body {resp.text[:200]!r} is not {{'message': ...}}"
 
 
+@pytest.mark.req("api.events.until-only")
+def test_until_without_since(api: ApiClient, containers: Containers, names: Names) -> None:
+    labels, flt = _own(names)
+    cid = _lifecycle(api, containers, labels)
+    resp = api.get("/events", params={"until": _stamp(_daemon_now(api)), "filters": flt}, timeout=20)
+    assert resp.status_code == 200, f"GET /events with only until answered {resp.status_code}; expected 200"
+    got = _actions(json_lines(resp.content), cid)
+    # dockerd answers from its buffer of recent events (since defaults to its start), as with since=0.
+    assert {"create", "start", "die", "destroy"} <= set(got), (
+        f"GET /events?until=now (no since) returned {got} for a container that just ran; expected its "
+        "create, start, die and destroy from the daemon's recent events")
+
+
 @pytest.mark.req("api.events.future-window")
 def test_future_window(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)

@@ -96,9 +96,9 @@ class EventLog:
         self.subscribers.add(queue)  # subscribe first: nothing emitted meanwhile is lost
         try:
             last = 0
-            if since is not None:
+            if since is not None or until is not None:  # until alone: the recent events up to it (as dockerd)
                 for ev in list(self.recent):
-                    if ev.time_nano < since or (until is not None and ev.time_nano > until):
+                    if (since is not None and ev.time_nano < since) or (until is not None and ev.time_nano > until):
                         continue
                     if self.matches(ev, f):
                         last = ev.time_nano
