@@ -15,6 +15,9 @@ from .client import RECORD, ApiClient
 from .probe_image import ProbeImages
 
 RUN_LABEL = "org.conformance.run"
+# A container command's step that waits (20 s at most) until Containers.let_go: a check can then act on the
+# container at a known point (attach in place, a first line read) instead of sleeping.
+AWAIT_GO = "i=0; while [ ! -e /tmp/go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
 
 
 @dataclass
@@ -161,6 +164,14 @@ class Containers:
             time.sleep(0.05)
         return Result(cid, int(info["ExitCode"]), parts.get(1, b"").decode(errors="replace"),
                       parts.get(2, b"").decode(errors="replace"))
+
+    def let_go(self, cid: str) -> None:
+        """Let a container waiting in AWAIT_GO go on: a detached exec, as the container may exit before an
+        attached one could report its exit code."""
+        resp = self.api.post(f"/containers/{cid}/exec", {"Cmd": ["touch", "/tmp/go"]}, validate=RECORD)
+        assert resp.status_code == 201, f"creating the exec that lets the container go on answered {resp.status_code}"
+        resp = self.api.post(f"/exec/{resp.json()['Id']}/start", {"Detach": True}, validate=RECORD)
+        assert resp.status_code == 200, f"starting the exec that lets the container go on answered {resp.status_code}"
 
     def cleanup(self) -> None:
         for cid in reversed(self.created):

@@ -12,18 +12,15 @@ from typing import Any
 
 import pytest
 
-from conformance.client import RECORD, ApiClient, error_message
+from conformance.client import ApiClient, error_message
 from conformance.probe_image import ProbeImages
-from conformance.resources import Containers, Names
+from conformance.resources import AWAIT_GO, Containers, Names
 from conformance.streams import STDERR, STDOUT, Hijacked, demux, hijack, parse_frames
 from conformance.target import Target
 
 RAW_STREAM = "application/vnd.docker.raw-stream"
 OUT_ERR = "stream=1&stdout=1&stderr=1"
 # A container script waits here (20 s at most) until the check creates /tmp/go with an exec.
-AWAIT_GO = "i=0; while [ ! -e /tmp/go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
-
-
 @pytest.fixture(scope="module")
 def sleeper(_session_api: ApiClient, probe: ProbeImages, run_id: str) -> Iterator[str]:
     """One running container shared by the exec checks that leave it as they found it (saves a start each)."""
@@ -36,15 +33,6 @@ def sleeper(_session_api: ApiClient, probe: ProbeImages, run_id: str) -> Iterato
 
 def _versioned(api: ApiClient, path: str) -> str:
     return f"/v{api.version}{path}" if api.version else path
-
-
-def _go(api: ApiClient, cid: str) -> None:
-    """Let a container waiting in AWAIT_GO go on: a detached exec, as the container may exit before an attached
-    one could report its exit code."""
-    resp = api.post(f"/containers/{cid}/exec", {"Cmd": ["touch", "/tmp/go"]}, validate=RECORD)
-    assert resp.status_code == 201, f"creating the exec that lets the container go on answered {resp.status_code}"
-    resp = api.post(f"/exec/{resp.json()['Id']}/start", {"Detach": True}, validate=RECORD)
-    assert resp.status_code == 200, f"starting the exec that lets the container go on answered {resp.status_code}"
 
 
 def _attach(api: ApiClient, target: Target, cid: str, query: str = OUT_ERR, upgrade: bool = True) -> Hijacked:
@@ -215,7 +203,7 @@ def test_attach_logs_replay(api: ApiClient, containers: Containers, target: Targ
     try:
         data = conn.read_until(b"first\n", timeout=10)
         assert b"first\n" in data, f"attach with logs=1&stream=1 did not replay the earlier line 'first': {data[:100]!r}"
-        _go(api, cid)
+        containers.let_go(cid)
         data += conn.read_until(b"second\n", timeout=10)
     finally:
         conn.close()
@@ -317,7 +305,7 @@ def test_attach_ends_on_exit(api: ApiClient, containers: Containers, target: Tar
     cid = containers.run(["sh", "-c", f"{AWAIT_GO}; echo bye"])  # it exits only once the attach is in place
     conn = _attach(api, target, cid, "stream=1&stdout=1")
     try:
-        _go(api, cid)
+        containers.let_go(cid)
         data, took = conn.read_all_timed(timeout=15)
     finally:
         conn.close()

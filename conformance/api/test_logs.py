@@ -8,17 +8,14 @@ from datetime import datetime
 
 import pytest
 
-from conformance.client import RECORD, ApiClient, error_message
-from conformance.resources import Containers
+from conformance.client import ApiClient, error_message
+from conformance.resources import AWAIT_GO, Containers
 from conformance.streams import STDERR, STDOUT, demux, hijack, parse_frames
 from conformance.target import Target
 
 # Go's RFC3339Nano: fractional seconds are optional and have at most nine digits.
 TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)) (.*)$")
 # A container script waits here (20 s at most) until the check creates /tmp/go with an exec.
-AWAIT_GO = "i=0; while [ ! -e /tmp/go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
-
-
 def _versioned(api: ApiClient, path: str) -> str:
     return f"/v{api.version}{path}" if api.version else path
 
@@ -174,15 +171,6 @@ def test_logs_until_epoch(api: ApiClient, containers: Containers) -> None:
     assert body == b"", f"logs until 1970-01-01T00:00:01Z returned {body[:100]!r}; expected nothing"
 
 
-def _go(api: ApiClient, cid: str) -> None:
-    """Let a container waiting in AWAIT_GO go on: a detached exec, as the container may exit before an attached
-    one could report its exit code."""
-    resp = api.post(f"/containers/{cid}/exec", {"Cmd": ["touch", "/tmp/go"]}, validate=RECORD)
-    assert resp.status_code == 201, f"creating the exec that lets the container go on answered {resp.status_code}"
-    resp = api.post(f"/exec/{resp.json()['Id']}/start", {"Detach": True}, validate=RECORD)
-    assert resp.status_code == 200, f"starting the exec that lets the container go on answered {resp.status_code}"
-
-
 @pytest.mark.req("api.logs.follow")
 def test_logs_follow_until_exit(api: ApiClient, containers: Containers) -> None:
     # 'b' is written only after the followed stream delivered 'a', so it must arrive live, then the stream end.
@@ -196,7 +184,7 @@ def test_logs_follow_until_exit(api: ApiClient, containers: Containers) -> None:
             if b"a\n" in body:
                 break
         assert b"a\n" in body, f"follow=1 ended after {body[:100]!r}, before the container's first line 'a'"
-        _go(api, cid)
+        containers.let_go(cid)
         body += b"".join(stream)
     finally:
         resp.close()
