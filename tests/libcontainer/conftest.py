@@ -38,7 +38,8 @@ def busybox_tree(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = str(tmp_path_factory.mktemp("busybox") / "rootfs")
     os.mkdir(path)
     with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
-        tar.extractall(path, filter="fully_trusted")  # our own layer: symlinks to /bin/busybox on purpose
+        # our own layer: symlinks to /bin/busybox on purpose (no `filter` keyword before Python 3.11.4)
+        tar.extractall(path, **({"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}))
     return path
 
 
