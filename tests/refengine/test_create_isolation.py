@@ -181,3 +181,16 @@ def test_discard_unsupported_keeps_supported(monkeypatch) -> None:
     hc = {"BlkioWeightDevice": [{"Path": "/dev/vda", "Weight": 200}], "OomKillDisable": True}
     warnings = cfgmod.discard_unsupported(hc)
     assert hc["BlkioWeightDevice"] == [] and len(warnings) == 2
+
+
+@pytest.mark.parametrize("version,given,expected", [
+    (2, None, "private"), (2, "", "private"), (2, "host", "host"),
+    (1, None, "host"), (1, "", "host"), (1, "private", "private"),
+])
+def test_cgroupns_default_follows_cgroup_version(run, monkeypatch, version: int, given: str | None,  # noqa: F811
+                                                 expected: str) -> None:
+    """dockerd's default CgroupnsMode is private on cgroup v2 and host on v1; one given is kept."""
+    monkeypatch.setattr(cgroups, "detect", lambda *a, **k: type("Driver", (), {"version": version})())
+    hc = {} if given is None else {"CgroupnsMode": given}
+    cid = run("container_create", body={"Image": "base", "HostConfig": hc})["Id"]
+    assert run("container_inspect", cid)["HostConfig"]["CgroupnsMode"] == expected

@@ -34,7 +34,7 @@ HOST_CONFIG_DEFAULTS: dict[str, Any] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
     "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "", "MaximumRetryCount": 0},
     "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None, "CapDrop": None,
-    "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+    "CgroupnsMode": "", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
     "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False,
     "PublishAllPorts": False, "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
     "ShmSize": 67108864, "Runtime": "native", "ConsoleSize": [0, 0], "Isolation": "default", "CpuShares": 0,
@@ -339,6 +339,7 @@ def host_config(body: dict[str, Any]) -> dict[str, Any]:
     for key, value in given.items():
         if value is not None or key in ("PidsLimit", "MemorySwappiness"):
             hc[key] = copy.deepcopy(value)
+    # "" in the defaults above: a mode of its own there would hide the cgroup-version dependent default
     hc["CgroupnsMode"] = hc.get("CgroupnsMode") or default_cgroupns()
     if not hc.get("NetworkMode"):
         hc["NetworkMode"] = "default"
