@@ -19,6 +19,7 @@ import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
+from conformance.host import parse_unix_listeners, pids_holding
 from conformance.target import Target
 
 from .client import Api
@@ -28,22 +29,11 @@ from .targets import NotMeasured, Session
 
 SECTION = "memory"
 MIB = 1024 * 1024
-SO_ACCEPTCON = 0x10000
 CONTAINERD_SOCKET = "/run/containerd/containerd.sock"
 MONITOR_MARKER = "refengine-monitor"  # in a refengine monitor's argv, followed by the container id
 
 
 # -- /proc readers (pure parsers take the text) ------------------------------------------------------
-
-def parse_unix_listeners(text: str, paths: set[str]) -> set[int]:
-    """Inodes of listening sockets bound to one of `paths`, from /proc/net/unix's text."""
-    inodes: set[int] = set()
-    for line in text.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 8 and int(parts[3], 16) & SO_ACCEPTCON and parts[7] in paths:
-            inodes.add(int(parts[6]))
-    return inodes
-
 
 def parse_tcp_listeners(text: str, port: int) -> set[int]:
     """Inodes of sockets listening (state 0A) on `port`, from /proc/net/tcp or tcp6's text."""
@@ -164,27 +154,6 @@ def helper_name(text: str) -> str:
     (`... from refengine.libcontainer.forkserver import serve ...` → forkserver)."""
     m = re.search(r"from refengine\.([\w.]+) import", text) or re.search(r"-m refengine\.([\w.]+)", text)
     return m.group(1).rsplit(".", 1)[-1] if m else "helper"
-
-
-def pids_holding(inodes: set[int]) -> list[int]:
-    """PIDs with an fd on one of these socket inodes."""
-    wanted = {f"socket:[{i}]" for i in inodes}
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
-                    found.append(int(entry))
-                    break
-            except OSError:
-                continue
-    return sorted(found)
 
 
 def _peercred(path: str) -> int | None:

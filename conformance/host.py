@@ -15,6 +15,40 @@ from typing import Any
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
 
+SO_ACCEPTCON = 0x10000  # /proc/net/unix Flags: a listening socket (accepted ones carry the same path)
+
+
+def parse_unix_listeners(text: str, paths: set[str]) -> set[int]:
+    """Inodes of listening sockets bound to one of `paths`, from /proc/net/unix's text."""
+    inodes: set[int] = set()
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 8 and int(parts[3], 16) & SO_ACCEPTCON and parts[7] in paths:
+            inodes.add(int(parts[6]))
+    return inodes
+
+
+def pids_holding(inodes: set[int]) -> list[int]:
+    """PIDs with an fd on one of these socket inodes (other processes' fds need root to read)."""
+    wanted = {f"socket:[{i}]" for i in inodes}
+    found = []
+    for entry in os.listdir("/proc") if wanted else []:
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
+                    found.append(int(entry))
+                    break
+            except OSError:
+                continue
+    return sorted(found)
+
+
 class HostUnavailable(Exception):
     """Why host-side facts cannot be read for this target (the skip reason)."""
 

@@ -18,6 +18,7 @@ from conformance.resources import Containers
 from conformance.target import Target
 
 ABSENT = 99  # exit status of an attempt whose target the kernel does not have
+PID_IN_CONTAINER = "conf: the PID exists in the container"
 
 # Kernel tunables that hand the host to whoever writes them (core_pattern and modprobe/hotplug run
 # programs as root on the host) or hurt it (sysrq, panic, drop_caches).
@@ -107,7 +108,11 @@ def host_run(probe_run: ProbeRun, facts: dict[str, object]) -> dict[str, Outcome
         probes["hostdisk:read"] = "head -c 512 /tmp/hostroot > /dev/null"
         probes["hostdisk:mount"] = "mkdir -p /tmp/hostmnt && mount -o ro /tmp/hostroot /tmp/hostmnt"
     if facts["daemon_pid"]:
-        probes["nsenter:daemon"] = f"nsenter -t {facts['daemon_pid']} -m -u -n -i -p -- hostname"
+        pid = facts["daemon_pid"]
+        # Whether the number names a process of the container's own PID namespace (a low host PID can):
+        # then nsenter opens that process's namespaces and it is setns that must refuse.
+        probes["nsenter:daemon"] = (f"[ -e /proc/{pid} ] && echo '{PID_IN_CONTAINER}'; "
+                                    f"nsenter -t {pid} -m -u -n -i -p -- hostname")
     return probe_run(probes, shared="escape-host")
 
 
@@ -189,9 +194,14 @@ def test_nsenter(probe_run: ProbeRun, request: pytest.FixtureRequest, whom: str)
         if not facts["daemon_pid"]:
             pytest.skip(f"the daemon's host PID is not known: {facts['why'] or 'not a unix-socket target'}")
         got, target = host_run(probe_run, facts)["nsenter:daemon"], f"the daemon's host PID {facts['daemon_pid']}"
-    # The daemon's PID is not in the container's PID namespace (ENOENT); joining even its own namespaces
+    # The daemon's host PID is not in the container's PID namespace: /proc/<pid>/ns is not there (ENOENT).
+    # Where that number is also a PID in the container (PID 1 always is), nsenter opens the namespaces of
+    # a process of the container's own, and setns must refuse: joining any namespace, even one's own,
     # needs CAP_SYS_ADMIN, which a default container lacks (EPERM).
-    expected = EPERM if whom == "pid1" else "No such file or directory"
+    in_container = whom == "pid1" or PID_IN_CONTAINER in got.out
+    expected = EPERM if in_container else "No such file or directory"
+    if whom == "daemon" and in_container:
+        target += " (a number that names a process of the container's own PID namespace too)"
     _refused(got, f"nsenter -t into the namespaces of {target}", expected)
 
 
