@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
-from conformance.host import parse_unix_listeners, pids_holding
+from conformance.host import parse_unix_listeners, peercred_pid, pids_holding
 from conformance.target import Target
 
 from .client import Api
@@ -156,17 +154,6 @@ def helper_name(text: str) -> str:
     return m.group(1).rsplit(".", 1)[-1] if m else "helper"
 
 
-def _peercred(path: str) -> int | None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        try:
-            sock.connect(path)
-            pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        except OSError:
-            return None
-    return pid or None
-
-
 def listener_pid(target: Target) -> tuple[int, str]:
     """The PID of the process listening on the target's socket, and how it was found."""
     if target.scheme == "unix":
@@ -190,7 +177,7 @@ def listener_pid(target: Target) -> tuple[int, str]:
     if pids:
         roots = [p for p in pids if int(status_field(p, "PPid") or 0) not in pids]
         return (roots or pids)[0], how
-    if target.scheme == "unix" and target.path and (pid := _peercred(target.path)):
+    if target.scheme == "unix" and target.path and (pid := peercred_pid(target.path)):
         return pid, "SO_PEERCRED"
     raise NotMeasured(f"no process found listening on {target.url} (another PID or network namespace?)")
 

@@ -9,8 +9,12 @@ testinfra's local backend so failures carry the command, its exit status and its
 from __future__ import annotations
 
 import os
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Any
+
+from .target import Target
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
@@ -47,6 +51,45 @@ def pids_holding(inodes: set[int]) -> list[int]:
             except OSError:
                 continue
     return sorted(found)
+
+
+def peercred_pid(path: str) -> int | None:
+    """SO_PEERCRED of a connection to the unix socket at `path`: the process that called listen() on it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(path)
+            pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        except OSError:
+            return None
+    return pid or None
+
+
+def socket_daemon_pid(path: str) -> int | None:
+    """The PID of the daemon serving the unix socket at `path`, None if it can't be known.
+
+    SO_PEERCRED names the process that called listen(): the daemon itself, or, where the socket is
+    activated (systemd's docker.socket, as on Debian), the service manager (PID 1), which hands the
+    listening socket on to the daemon it starts. The daemon is then the other process that holds that
+    listening socket (finding it needs root: other processes' /proc/<pid>/fd).
+    """
+    pid = peercred_pid(path)
+    if not pid:
+        return None
+    try:
+        with open("/proc/net/unix") as fh:
+            inodes = parse_unix_listeners(fh.read(), {path, os.path.realpath(path)})
+    except (OSError, ValueError):
+        inodes = set()
+    others = sorted(set(pids_holding(inodes)) - {pid})
+    return others[0] if len(others) == 1 else pid
+
+
+def peer_pid(target: Target) -> int | None:
+    """The PID of the daemon serving the target's unix socket (socket_daemon_pid), None for TCP targets."""
+    if target.scheme != "unix" or not target.path:
+        return None
+    return socket_daemon_pid(target.path)
 
 
 class HostUnavailable(Exception):

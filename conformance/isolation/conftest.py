@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import pytest
 
 from conformance.client import RECORD, ApiClient
-from conformance.host import Host
+from conformance.host import Host, peer_pid
 from conformance.target import Target
 
 
@@ -34,24 +32,15 @@ def userns_remapped(engine_info: dict[str, Any]) -> bool:
 
 @pytest.fixture(scope="session")
 def daemon_pid(target: Target) -> int | None:
-    """The PID of the process serving the target's unix socket (SO_PEERCRED), None for TCP targets."""
-    if target.scheme != "unix" or not target.path:
-        return None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        try:
-            sock.connect(target.path)
-            pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        except OSError:
-            return None
-    return pid or None
+    """The PID of the daemon serving the target's unix socket, None for TCP targets."""
+    return peer_pid(target)
 
 
 @pytest.fixture
 def host_ns(hostside: Host, daemon_pid: int | None) -> Callable[[str], str]:
     """The host's namespace of a kind, e.g. host_ns("pid") -> 'pid:[4026531836]'.
 
-    "The host" is where the daemon itself runs: the peer of its unix socket (SO_PEERCRED), or this
+    "The host" is where the daemon itself runs: the process serving its unix socket, or this
     process for a local TCP target. (/proc/1 may belong to a process this harness may not inspect.)
     """
     def ns(kind: str) -> str:

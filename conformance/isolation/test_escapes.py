@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.host import Host
-from conformance.isolation.test_hardening import EPERM, Outcome, ProbeRun, make_probe_run, path_id, peer_pid
+from conformance.host import Host, peer_pid
+from conformance.isolation.test_hardening import EPERM, Outcome, ProbeRun, make_probe_run, path_id
 from conformance.resources import Containers
 from conformance.target import Target
 

@@ -15,15 +15,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from conformance.client import ApiClient
-from conformance.host import Host, parse_unix_listeners, pids_holding
+from conformance.host import Host, peer_pid
 from conformance.resources import Containers
 from conformance.target import Target
 
@@ -198,39 +196,6 @@ def make_probe_run(containers: Containers, request: pytest.FixtureRequest) -> Pr
 @pytest.fixture
 def probe_run(containers: Containers, request: pytest.FixtureRequest) -> ProbeRun:
     return make_probe_run(containers, request)
-
-
-def peer_pid(target: Target) -> int | None:
-    """The PID of the daemon serving the target's unix socket, None for TCP targets or if it can't be known.
-
-    SO_PEERCRED names the process that called listen() on the socket: the daemon itself, or, where the
-    socket is activated (systemd's docker.socket, as on Debian), the service manager (PID 1), which
-    hands the listening socket on to the daemon it starts. The daemon is then the other process that
-    holds that listening socket (finding it needs root: other processes' /proc/<pid>/fd).
-    """
-    if target.scheme != "unix" or not target.path:
-        return None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        try:
-            sock.connect(target.path)
-            pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-        except OSError:
-            return None
-    if not pid:
-        return None
-    others = sorted(_listener_holders(target.path) - {pid})
-    return others[0] if len(others) == 1 else pid
-
-
-def _listener_holders(path: str) -> set[int]:
-    """PIDs with an open fd on the listening unix socket bound at `path` (empty where that can't be read)."""
-    try:
-        with open("/proc/net/unix") as fh:
-            inodes = parse_unix_listeners(fh.read(), {path, os.path.realpath(path)})
-    except (OSError, ValueError):
-        return set()
-    return set(pids_holding(inodes))
 
 
 # ---------------------------------------------------------------- the default container, probed once
