@@ -64,6 +64,7 @@ def extract(data: bytes, dest: str) -> None:
     made, as dockerd makes them (they land in the container's rootfs; its device cgroup governs their
     use). Absolute symlinks stay: they name paths from the container's root.
     """
+    dest = os.path.realpath(dest)  # the helpers compare resolved paths against it
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         if EXTRACTION_FILTERS:
             tar.extractall(dest, filter=_filter)
@@ -73,7 +74,7 @@ def extract(data: bytes, dest: str) -> None:
 
 def _filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
     member = tarfile.tar_filter(member, dest)  # type: ignore[attr-defined]
-    _check_links_and_type(member, dest)
+    _check_links(member, dest)
     return member
 
 
@@ -81,16 +82,13 @@ def _vetted(members: list[tarfile.TarInfo], dest: str) -> Iterator[tarfile.TarIn
     """The members as _filter would pass them, checked one by one as extractall reaches them (lazily)."""
     for member in members:
         _compat_tar_filter(member, dest)
-        _check_links_and_type(member, dest)
+        _check_links(member, dest)
         yield member
 
 
 def _compat_tar_filter(member: tarfile.TarInfo, dest: str) -> None:
-    """What tarfile.tar_filter does, in place (the members are this extraction's own)."""
-    dest = os.path.realpath(dest)
+    """What tarfile.tar_filter does, in place (the members are this extraction's own); `dest` is resolved."""
     name = member.name.lstrip("/")
-    if os.path.isabs(name):
-        raise UnsafeMemberError(f"{member.name!r} is an absolute path")
     target = os.path.realpath(os.path.join(dest, name))
     if os.path.commonpath([target, dest]) != dest:
         raise UnsafeMemberError(f"{member.name!r} would be extracted to {target!r}, outside the destination")
@@ -99,8 +97,8 @@ def _compat_tar_filter(member: tarfile.TarInfo, dest: str) -> None:
         member.mode &= 0o755
 
 
-def _check_links_and_type(member: tarfile.TarInfo, dest: str) -> None:
-    dest = os.path.realpath(dest)
+def _check_links(member: tarfile.TarInfo, dest: str) -> None:
+    """Hard links must name a file inside `dest` (resolved), relative symlinks must not climb out of it."""
     if member.islnk():
         target = os.path.realpath(os.path.join(dest, member.linkname))
         if os.path.commonpath([target, dest]) != dest:
