@@ -84,6 +84,11 @@ def wait_until(pred, timeout: float, what: str) -> None:
         delay = min(delay * 2, 0.02)
 
 
+# kill_all freezes only briefly: a task the freezer cannot reach (uninterruptible sleep, e.g. in the
+# memcg OOM handler with the OOM killer off) keeps the cgroup FREEZING, and it dies of SIGKILL anyway
+KILL_FREEZE_TIMEOUT = 0.25
+
+
 def kill_until_empty(pids: Callable[[], list[int]], kill_all: Callable[[int], None], where: str,
                      timeout: float = 5.0) -> None:
     """SIGKILL what is in a cgroup until it is empty (tasks leave a cgroup a little after they die);

@@ -8,7 +8,7 @@ import signal
 import time
 
 from . import fs
-from .base import DEFAULT_PARENT, CgroupDriver, kill_until_empty, signal_pids, wait_until
+from .base import DEFAULT_PARENT, KILL_FREEZE_TIMEOUT, CgroupDriver, kill_until_empty, signal_pids, wait_until
 from .devices import (
     DeviceState,
     effective_rules,
@@ -26,9 +26,6 @@ from .stats import CgroupStats, v1_blkio, v1_cpu, v1_memory, v1_pids
 
 JOINED = V1_KNOWN + ("name=systemd",)   # hierarchies a container joins (runc joins these too)
 FREEZE_TIMEOUT = 5.0
-# kill_all freezes only briefly: a task the freezer cannot reach (uninterruptible sleep, e.g. in the
-# memcg OOM handler with the OOM killer off) keeps the cgroup FREEZING, and it dies of SIGKILL anyway
-KILL_FREEZE_TIMEOUT = 0.25
 UNIFIED = ""  # the key of a hybrid host's cgroup2 mount in V1Driver.mounts (its /proc/<pid>/cgroup name)
 
 

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 
 from . import ebpf, fs
-from .base import DEFAULT_PARENT, CgroupDriver, kill_until_empty, signal_pids, wait_until
+from .base import DEFAULT_PARENT, KILL_FREEZE_TIMEOUT, CgroupDriver, kill_until_empty, signal_pids, wait_until
 from .devices import DeviceRule, effective_rules
 from .fs import CgroupError, CgroupExists, CgroupNotFound, check_name
 from .mounts import detect_layout
@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 WANTED_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
 FREEZE_TIMEOUT = 5.0
-KILL_FREEZE_TIMEOUT = 0.25  # kill_all's brief freeze (see v1.py): an unreachable task dies of SIGKILL anyway
 DeviceFilter = Callable[[str, list[DeviceRule]], None]
 
 
