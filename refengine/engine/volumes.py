@@ -108,7 +108,7 @@ class VolumeStore:
     def list(self, f: flt.Filters) -> list[Volume]:
         dangling = flt.boolean(f, "dangling")
         out = []
-        for vol in self.volumes.values():
+        for vol in list(self.volumes.values()):  # /system/df lists from a thread while the loop creates
             if "name" in f and not any(n in vol.name for n in f["name"]):
                 continue
             if "driver" in f and vol.driver not in f["driver"]:

@@ -181,6 +181,21 @@ def test_rw_layer_keeps_layers_of_a_force_deleted_image(store: ImageStore, probe
     assert rw.mount_id not in store.driver.ids()
 
 
+def test_size_of_a_container_removed_meanwhile_is_zero(store: ImageStore, probe: tuple[ProbeImages, bytes]) -> None:
+    """A list with size=1 or /system/df snapshots the containers, then sizes each; a remove in between
+    took the layer away (CI: /system/df answered 404 under -n 2). dockerd's getSize answers 0 then."""
+    from refengine.engine.containers.record import Container
+    from refengine.engine.containers.runtime import LayerRuntime
+
+    runtime = LayerRuntime(store)
+    store.layers.create_rw("gone", store.get(probe[0].config).top_layer)
+    c = Container(id="gone", name="/gone", created="", image_id=store.get(probe[0].config).id, path="true",
+                  args=[], config={}, host_config={})
+    assert runtime.size(c)[1] > 0
+    store.layers.remove_rw("gone")
+    assert runtime.size(c) == (0, 0)
+
+
 def test_reload_from_the_state_dir(env: tuple[str, GraphDriver], store: ImageStore,
                                    probe: tuple[ProbeImages, bytes]) -> None:
     names = probe[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ...images.errors import LayerNotFound
 from ...images.store import ImageStore
 from .record import Container
 
@@ -26,7 +27,12 @@ class LayerRuntime:
         await asyncio.to_thread(self.images.layers.remove_rw, c.id)
 
     def size(self, c: Container) -> tuple[int, int]:
-        return self.images.layers.rw_size(c.id)
+        """(SizeRw, SizeRootFs); (0, 0) for a container whose layer a concurrent remove took away
+        while a list or /system/df walked the store: dockerd's getSize logs that and answers 0 too."""
+        try:
+            return self.images.layers.rw_size(c.id)
+        except (LayerNotFound, FileNotFoundError):
+            return 0, 0
 
     def exec_ids(self, c: Container) -> list[str]:
         """ExecIDs of inspect: nothing runs here, so none."""
