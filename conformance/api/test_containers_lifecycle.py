@@ -523,7 +523,9 @@ def test_paused_remove_refused(api: ApiClient, containers: Containers) -> None:
 @pytest.mark.req("api.lifecycle.auto-remove")
 def test_auto_remove(api: ApiClient, containers: Containers) -> None:
     cid = containers.run(["true"], HostConfig={"AutoRemove": True})
-    gone = _poll(lambda: api.get(f"/containers/{cid}/json").status_code == 404)
+    # not schema-checked: caught mid-removal, dockerd 20.10 answers GraphDriver.Data null (the schema
+    # says object; seen once in CI); the inspect checks validate a settled container's answer
+    gone = _poll(lambda: api.get(f"/containers/{cid}/json", validate=False).status_code == 404)
     assert gone, "a container with HostConfig.AutoRemove still exists 10 s after its process exited"
 
 
