@@ -153,10 +153,12 @@ def _malformed(kind: str, image: str, labels: dict[str, str]) -> str:
         body["Env"] = "x"
     elif kind == "memory-string":
         body["HostConfig"] = {"Memory": "lots"}
+    elif kind == "init-string":
+        body["HostConfig"] = {"Init": "yes"}
     return json.dumps(body)
 
 
-MALFORMED = ["empty", "invalid-json", "cmd-number", "env-string", "memory-string"]
+MALFORMED = ["empty", "invalid-json", "cmd-number", "env-string", "memory-string", "init-string"]
 
 
 @pytest.mark.req("api.containers.create.malformed-body")

@@ -147,6 +147,8 @@ def cmd_run(c: Client, a: argparse.Namespace) -> int:
         host_config["PidsLimit"] = a.pids_limit
     if a.cpus:
         host_config["NanoCpus"] = int(a.cpus * 1e9)
+    if a.init:
+        host_config["Init"] = True
     body: dict[str, Any] = {"Image": a.image, "Cmd": a.command or None, "Env": a.env or None, "Tty": a.tty,
                             "OpenStdin": a.interactive, "StdinOnce": a.interactive, "AttachStdin": a.interactive,
                             "AttachStdout": not a.detach, "AttachStderr": not a.detach, "User": a.user or "",
@@ -377,6 +379,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--entrypoint")
     r.add_argument("--privileged", action="store_true")
     r.add_argument("--read-only", action="store_true")
+    r.add_argument("--init", action="store_true", help="run an init inside the container (signals, reaping)")
     r.add_argument("--cap-add", action="append")
     r.add_argument("--cap-drop", action="append")
     r.add_argument("--security-opt", action="append")

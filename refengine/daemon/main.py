@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+from ..drivers.exec import native
 from ..drivers.graph import detect_driver
 from ..engine import Engine
 from ..engine import events as event_jobs
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-containers-on-exit", action="store_true",
                    help="stop every container when the daemon exits (by default they keep running under their "
                         "monitors and a restarted daemon takes them back); for test and embedded daemons")
+    p.add_argument("--init", action="store_true",
+                   help="run an init (docker-init) as PID 1 in containers whose HostConfig.Init is not set")
+    p.add_argument("--init-path", help="the init binary to bind in containers (default: docker-init from PATH)")
     add_network_arguments(p)
     return p.parse_args(argv)
 
@@ -84,6 +88,7 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     router = Router()
     os.makedirs(args.data_root, mode=0o711, exist_ok=True)
     sysinfo = system_jobs.SystemInfo(root_dir=args.data_root)
+    sysinfo.extra["InitBinary"] = args.init_path or native.INIT_BINARY  # what dockerd's info names
     system_jobs.register(engine, sysinfo)
     system_handlers.register(router, engine)
     events = event_jobs.EventLog()
@@ -124,7 +129,8 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
 
     life = lifecycle_jobs.Lifecycle(images, containers, volume_dir,
                                     lambda action, c, extra: hooks.event("container", action, c, extra),
-                                    lambda: volume_store.create(anonymous=True).name, net_setup.networking)
+                                    lambda: volume_store.create(anonymous=True).name, net_setup.networking,
+                                    native.InitOptions(args.init, args.init_path))
 
     def remove_anonymous(c: Container) -> None:
         for m in c.mounts:

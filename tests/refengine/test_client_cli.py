@@ -44,6 +44,12 @@ def test_run_stdin(loaded) -> None:
     assert (proc.returncode, proc.stdout) == (0, b"through stdin\n")
 
 
+def test_run_init(loaded) -> None:
+    host, image = loaded
+    proc = _cli(host, "run", "--rm", "--init", image, "cat", "/proc/1/cmdline")
+    assert (proc.returncode, proc.stdout.split(b"\0")[:2]) == (0, [b"/sbin/docker-init", b"--"]), proc
+
+
 def test_detach_exec_logs_rm(loaded) -> None:
     host, image = loaded
     name = "cli-" + uuid.uuid4().hex[:8]

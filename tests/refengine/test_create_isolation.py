@@ -194,3 +194,30 @@ def test_cgroupns_default_follows_cgroup_version(run, monkeypatch, version: int,
     hc = {} if given is None else {"CgroupnsMode": given}
     cid = run("container_create", body={"Image": "base", "HostConfig": hc})["Id"]
     assert run("container_inspect", cid)["HostConfig"]["CgroupnsMode"] == expected
+
+
+@pytest.mark.parametrize("hc,default,wanted", [
+    ({"Init": True}, False, True), ({"Init": False}, True, False), ({}, True, True), ({}, False, False),
+    ({"Init": True, "PidMode": "host"}, False, False), ({"Init": True, "PidMode": "container:x"}, False, False),
+])
+def test_init_wanted(hc: dict[str, Any], default: bool, wanted: bool) -> None:
+    assert native.wants_init(hc, default) is wanted
+
+
+def test_init_in_front_of_the_command(tmp_path) -> None:
+    fake = tmp_path / "tini"
+    fake.write_bytes(b"")
+    (tmp_path / "docker-init").symlink_to(fake)
+    cfg = _translate({"Init": True}, init=native.InitOptions(path=str(tmp_path / "docker-init")))
+    assert cfg.args == ["/sbin/docker-init", "--", "true"]
+    bind = [m for m in cfg.mounts if m.destination == "/sbin/docker-init"]
+    assert [(m.source, m.options) for m in bind] == [(str(fake), ["rbind", "ro"])]  # the symlink resolved
+    assert _translate({}).args == ["true"]
+
+
+def test_init_binary_missing(monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(HostSetupError, match='exec: "docker-init": executable file not found in \\$PATH'):
+        _translate({"Init": True})
+    with pytest.raises(HostSetupError, match="no such file"):
+        _translate({"Init": True}, init=native.InitOptions(path="/nonexistent/tini"))

@@ -7,6 +7,7 @@ is translated here; libcontainer below knows only namespaces, mounts, limits and
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,35 @@ from ...libcontainer.config import (
 IPC_MODES = ("", "private", "shareable", "none", "host")
 TMPFS_DEFAULTS = ("nosuid", "nodev", "noexec")  # dockerd's for Tmpfs and Mounts of type tmpfs
 PROPAGATIONS = ("rprivate", "private", "rslave", "slave", "rshared", "shared")
+INIT_BINARY = "docker-init"  # dockerd's DefaultInitBinary, looked up in PATH (Debian: tini-static)
+INIT_DEST = "/sbin/docker-init"  # where dockerd binds it in the container
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    """The daemon's init settings: `--init` (containers whose HostConfig.Init is null get one too)
+    and `--init-path` (else docker-init from PATH)."""
+
+    default: bool = False
+    path: str | None = None
+
+    def binary(self) -> str:
+        """The host file to bind on INIT_DEST; found at start, as dockerd looks it up then."""
+        path = self.path or shutil.which(INIT_BINARY)
+        if not path:
+            raise HostSetupError(f'exec: "{INIT_BINARY}": executable file not found in $PATH')
+        if not os.path.isfile(path):
+            raise HostSetupError(f"init binary {path}: no such file")
+        return os.path.realpath(path)  # the bind source: a symlink would be resolved by mount anyway
+
+
+def wants_init(hc: dict[str, Any], default: bool) -> bool:
+    """HostConfig.Init (null: the daemon's default), only where the container has a PID namespace of
+    its own: with PidMode host or container:X dockerd runs the command as given."""
+    pid_mode = hc.get("PidMode") or ""
+    init = hc.get("Init")
+    wanted = default if init is None else bool(init)
+    return wanted and pid_mode != "host" and not pid_mode.startswith("container:")
 
 
 @dataclass
@@ -39,6 +69,7 @@ class RunSpec:
     peer_pid: callable = lambda ref, kind: 0  # (container ref, namespace kind) -> PID  # type: ignore[valid-type]
     anonymous: list[tuple[str, str]] = field(default_factory=list)  # (destination, host dir) of anonymous volumes
     shm_path: str | None = None  # a host directory bound on /dev/shm (IpcMode shareable, container:X, host)
+    init: InitOptions = InitOptions()
 
 
 def _namespaces(hc: dict[str, Any], spec: RunSpec) -> list[NamespaceSpec]:
@@ -150,6 +181,10 @@ def container_config(cid: str, config: dict[str, Any], hc: dict[str, Any], spec:
     mounts += [Mount(path, "bind", host, ["rbind"]) for path, host in spec.etc_files.items()]
     mounts += [Mount(dest, "bind", host, ["rbind"]) for dest, host in spec.anonymous]
     mounts += _binds(hc, spec)
+    if wants_init(hc, spec.init.default):
+        # PID 1 is the init (tini): it forwards signals to the command and reaps orphans
+        mounts.append(Mount(INIT_DEST, "bind", spec.init.binary(), ["rbind", "ro"]))
+        argv = [INIT_DEST, "--", *argv]
     hostname, domainname = config.get("Hostname") or None, config.get("Domainname") or None
     if hc.get("UTSMode") == "host":
         # the host's UTS namespace: its names stay as they are (dockerd leaves the spec's hostname

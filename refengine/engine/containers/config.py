@@ -89,6 +89,8 @@ def check_types(body: dict[str, Any]) -> None:
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise InvalidParameter(f"{key} must be a list of strings")
     hc = body.get("HostConfig") or {}
+    if hc.get("Init") is not None and not isinstance(hc["Init"], bool):
+        raise InvalidParameter(f"invalid type for HostConfig.Init: {type(hc['Init']).__name__} (a boolean or null)")
     check_mounts(hc.get("Mounts"))  # dockerd checks mounts, then ports, before it looks at the image
     check_port_bindings(hc.get("PortBindings"))
     check_resources(hc)

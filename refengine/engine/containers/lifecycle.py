@@ -74,9 +74,10 @@ class Lifecycle(LayerRuntime):
     def __init__(self, images: ImageStore, store: ContainerStore, volume_dir: Callable[[str], str],
                  event: Callable[[str, Container, dict[str, str]], None],
                  new_anonymous_volume: Callable[[], str] = lambda: "",
-                 networking: Networking | None = None) -> None:
+                 networking: Networking | None = None, init: native.InitOptions = native.InitOptions()) -> None:
         super().__init__(images)
         self.networking: Networking = networking or HostFilesOnly()
+        self.init = init
         self.store, self.volume_dir, self.event = store, volume_dir, event
         self.new_anonymous_volume = new_anonymous_volume
         self.running: dict[str, Running] = {}
@@ -148,7 +149,7 @@ class Lifecycle(LayerRuntime):
         etc = self.networking.etc_files(c, cdir)
         spec = native.RunSpec(rootfs=rootfs, volume_dir=self.volume_dir, etc_files=etc,
                               peer_pid=self._peer_pid,
-                              anonymous=mountpoints.anonymous(c.mounts, c.host_config))
+                              anonymous=mountpoints.anonymous(c.mounts, c.host_config), init=self.init)
         try:
             spec.shm_path = ipc.shm_path(c, self.store.container_dir, self.store.get)
             cfg = native.container_config(c.id, c.config, c.host_config, spec)
