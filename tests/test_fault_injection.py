@@ -107,6 +107,13 @@ FAULTS: list[tuple[Fault, list[str]]] = [
      [API + "test_logs.py::test_logs_multiplexed"]),
     (Fault("unknown path answered as text", "GET", r"^/no-such-endpoint$", _plain_text),
      [API + "test_system.py::test_unknown_path"]),
+    # An engine that ignores HostConfig.Init, and one that inserts the init whatever the PID mode.
+    (Fault.on_create("Init ignored", lambda body: (body.get("HostConfig") or {}).pop("Init", None)),
+     [API + "test_init.py::test_init_is_pid1", API + "test_init.py::test_init_forwards_sigterm",
+      API + "test_init.py::test_init_reaps_orphans"]),
+    (Fault.on_create("Init also with PidMode host", lambda body: (body.get("HostConfig") or {}).pop("PidMode", None)
+                     if (body.get("HostConfig") or {}).get("Init") else None),
+     [API + "test_init.py::test_init_not_inserted_with_host_pid"]),
 ]
 
 
