@@ -203,6 +203,57 @@ def test_exec_events(api: ApiClient, containers: Containers, names: Names) -> No
     assert attrs.get("exitCode") == "2", f"exec_die exitCode is {attrs.get('exitCode')!r}; expected '2'"
 
 
+def _tiny_tar() -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("from-events-check")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    return buf.getvalue()
+
+
+# operation -> (request, event action, attributes the event must carry); {old} is the container's name
+ACTIONS: dict[str, tuple[Callable[[ApiClient, str], Any], str, dict[str, str]]] = {
+    "top": (lambda api, cid: api.get(f"/containers/{cid}/top"), "top", {}),
+    "resize": (lambda api, cid: api.post(f"/containers/{cid}/resize", params={"h": 20, "w": 80}), "resize",
+               {"height": "20", "width": "80"}),
+    "archive-get": (lambda api, cid: api.get(f"/containers/{cid}/archive", params={"path": "/etc/hostname"}),
+                    "archive-path", {}),
+    "archive-put": (lambda api, cid: api.request("PUT", f"/containers/{cid}/archive", params={"path": "/tmp"},
+                                                 data=_tiny_tar(), headers={"Content-Type": "application/x-tar"}),
+                    "extract-to-dir", {}),
+    "export": (lambda api, cid: api.get(f"/containers/{cid}/export"), "export", {}),
+    "rename": (lambda api, cid: api.post(f"/containers/{cid}/rename", params={"name": f"{cid[:12]}-renamed"}),
+               "rename", {"oldName": "{old}"}),
+    "update": (lambda api, cid: api.post(f"/containers/{cid}/update", {"CpuShares": 512}), "update", {}),
+    "pause": (lambda api, cid: api.post(f"/containers/{cid}/pause"), "pause", {}),
+    "unpause": (lambda api, cid: (api.post(f"/containers/{cid}/pause"), api.post(f"/containers/{cid}/unpause"))[1],
+                "unpause", {}),
+}
+
+
+@pytest.mark.req("api.events.container-actions")
+@pytest.mark.parametrize("operation", list(ACTIONS))
+def test_container_action_event(api: ApiClient, containers: Containers, names: Names, operation: str) -> None:
+    request, action, attrs = ACTIONS[operation]
+    labels, flt = _own(names)
+    name = names("act")
+    cid = containers.run_long(Labels=labels, name=name, Tty=operation == "resize")
+    since = _daemon_now(api) - 1
+    resp = request(api, cid)
+    assert resp.status_code in (200, 204), f"{operation} answered {resp.status_code} {error_message(resp)!r}"
+    resp.close()
+    events = _collect(api, since, flt, lambda evs: action in _actions(evs, cid))
+    found = [e for e in events if e.get("Action") == action and e.get("Actor", {}).get("ID") == cid]
+    assert found, f"no container {action!r} event after {operation}; the container's events were {_actions(events, cid)}"
+    got = found[0]["Actor"].get("Attributes") or {}
+    for key, value in attrs.items():
+        value = value.format(old="/" + name)
+        assert got.get(key) == value, f"the {action} event's {key} is {got.get(key)!r}; dockerd sends {value!r}"
+
+
 @pytest.mark.req("api.events.stop-events")
 def test_stop_events(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)

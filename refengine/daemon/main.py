@@ -144,7 +144,7 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     lifecycle_jobs.register(engine, containers, life)
     lifecycle_handlers.register(router, engine, containers, life)
     inspection_handlers.register(router, containers, life, images, volume_store)
-    archive_handlers.register(router, containers, images)
+    archive_handlers.register(router, containers, images, life.event)
 
     def counts() -> dict[str, int]:
         states = [c.state.status for c in containers]

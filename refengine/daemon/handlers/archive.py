@@ -14,10 +14,11 @@ import json
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ...engine.clock import rfc3339_nano
+from ...engine.containers.record import Container
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import InvalidParameter, NotFound
 from ...images.store import ImageStore
@@ -132,7 +133,9 @@ def resolve(root: str, path: str, follow_last: bool = False) -> str:
     return current
 
 
-def register(router: Router, store: ContainerStore, images: ImageStore) -> None:
+def register(router: Router, store: ContainerStore, images: ImageStore,
+             event: Callable[[str, Container, dict[str, str]], None]) -> None:
+    """`event` logs a container event (dockerd: archive-path for a download, extract-to-dir for an upload)."""
     async def with_rootfs(cid: str, fn: Any) -> Any:
         root = await asyncio.to_thread(images.layers.mount, cid)  # refcounted: fine while it runs
         try:
@@ -177,6 +180,7 @@ def register(router: Router, store: ContainerStore, images: ImageStore) -> None:
                 tar.add(host, arcname=info["name"], recursive=True)
             return buf.getvalue(), info
         data, info = await with_rootfs(c.id, pack)
+        event("archive-path", c, {})
         return Response(200, data, headers=[header(info)], content_type="application/x-tar")
 
     async def put(request: Request) -> Response:
@@ -195,6 +199,7 @@ def register(router: Router, store: ContainerStore, images: ImageStore) -> None:
             except (tarfile.TarError, OSError) as exc:
                 raise InvalidParameter(f"cannot extract the archive into {path}: {exc}") from None
         await with_rootfs(c.id, unpack)
+        event("extract-to-dir", c, {})
         return Response(200)
 
     router.add("HEAD", "/containers/{id}/archive", head)

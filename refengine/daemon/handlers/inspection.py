@@ -53,6 +53,7 @@ def register(router: Router, store: ContainerStore, life: Lifecycle, images: Ima
             fields = line.split(None, len(titles) - 1)
             if len(fields) > at and fields[at].isdigit() and int(fields[at]) in pids:
                 rows.append(fields)
+        life.event("top", c, {})
         return json_response({"Titles": titles, "Processes": rows})
 
     def sample(c: Container, run: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -101,6 +102,7 @@ def register(router: Router, store: ContainerStore, life: Lifecycle, images: Ima
         except BaseException:
             os.unlink(path)
             raise
+        life.event("export", c, {})
 
         async def chunks() -> AsyncIterator[bytes]:
             try:

@@ -431,6 +431,7 @@ class Lifecycle(LayerRuntime):
             raise Conflict(f"Container {c.id} is not running")
         if c.config.get("Tty"):
             run.link.resize(h, w)
+        self.event("resize", c, {"height": str(h), "width": str(w)})
 
     # --- exec -----------------------------------------------------------------------------------
     def exec_create(self, c: Container, body: dict[str, Any]) -> str:
@@ -443,7 +444,7 @@ class Lifecycle(LayerRuntime):
         eid = secrets.token_hex(32)
         self.execs = {k: rec for k, rec in self.execs.items() if self._exec_alive(rec)}  # drop ended runs' execs
         self.execs[eid] = ExecRecord(eid, c.id, dict(body), run=self.running[c.id])
-        self.event("exec_create: " + " ".join(body["Cmd"]), c, {"execID": eid})
+        self.event(_exec_action("exec_create", body["Cmd"]), c, {"execID": eid})
         return eid
 
     def _exec_alive(self, rec: ExecRecord) -> bool:
@@ -517,7 +518,7 @@ class Lifecycle(LayerRuntime):
         rec.pid, rec.proc = proc.pid, proc
         c = self.store.by_id.get(rec.container_id)
         if c is not None:
-            self.event("exec_start: " + " ".join(rec.config["Cmd"]), c, {"execID": rec.id})
+            self.event(_exec_action("exec_start", rec.config["Cmd"]), c, {"execID": rec.id})
         if tty and proc.console is not None:
             os.close(out_r)
             os.close(err_r)
@@ -623,3 +624,8 @@ def register(engine: Engine, store: ContainerStore, life: Lifecycle) -> None:
                      ("container_kill", kill), ("container_wait", wait), ("container_pause", pause),
                      ("container_unpause", unpause)):
         engine.register(name, fn)
+
+
+def _exec_action(kind: str, cmd: list[str]) -> str:
+    """dockerd's action text: `<kind>: <entrypoint> <args joined>`, so a bare command keeps a trailing space."""
+    return f"{kind}: {cmd[0]} {' '.join(cmd[1:])}"
