@@ -29,6 +29,20 @@ RLIMITS = {
     "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14, "rttime": 15,
 }
 RLIM_INFINITY = -1  # as Docker's JSON and Python's resource.RLIM_INFINITY
+# The sysctls a namespace makes per-container (the rest of /proc/sys is host-wide).
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace kind whose own copy of sysctl `key` a container can set, or None (host-wide)."""
+    if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "net"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
 
 
 class ConfigError(ValueError):
@@ -189,9 +203,23 @@ class ContainerConfig:
                 raise ConfigError(f"bind mount on {m.destination} has no source")
         for r in self.rlimits:
             r.number  # noqa: B018 - validates the name
+            if r.hard != RLIM_INFINITY and (r.soft == RLIM_INFINITY or r.soft > r.hard):
+                raise ConfigError(f"rlimit {r.type}: the soft limit {r.soft} is above the hard limit {r.hard} "
+                                  "(setrlimit refuses it: EINVAL)")
         for env in self.env:
             if "=" not in env:
                 raise ConfigError(f"environment entry {env!r} is not NAME=value")
+        for key in self.sysctl:
+            self._check_sysctl(key)
+
+    def _check_sysctl(self, key: str) -> None:
+        """Only sysctls of a namespace the container has of its own can be set (the kernel keeps the
+        others host-wide); runc's rule and words."""
+        kind = sysctl_namespace(key)
+        if kind is None:
+            raise HostSetupError(f'sysctl "{key}" is not in a separate kernel namespace')
+        if self.namespace(kind) is None:
+            raise HostSetupError(f'sysctl "{key}" is not allowed in the host\'s {kind} namespace')
 
 
 @dataclass

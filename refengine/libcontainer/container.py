@@ -81,8 +81,8 @@ def clamp_rlimits(rlimits: list[tuple[int, int, int, str]]) -> tuple[list[list[i
                 notes.append(f"rlimit {name}: hard limit {hard} is above the engine's own ({cur_hard}) and "
                              f"CAP_SYS_RESOURCE is not held: clamped to {cur_hard}")
                 hard = cur_hard
-            if above(soft, hard):
-                soft = hard
+                if above(soft, hard):  # only what the clamp made inconsistent; a given soft > hard is refused
+                    soft = hard
         out.append([num, soft, hard])
     return out, notes
 

@@ -369,7 +369,15 @@ def spawn(init_cfg: dict[str, Any], *, stdin: Any = None, stdout: Any = None, st
                 # "go": the payload-to-be builds its rootfs while we do the slow part (see init.stage2)
                 psock.send(json.dumps({"type": "go", **(go_info() if go_info else {})}).encode())
                 if before_release is not None:
-                    before_release(pid)
+                    try:
+                        before_release(pid)
+                    except Exception:
+                        # the init builds its rootfs meanwhile; if that failed first (a bad mount), the hook
+                        # met a process already gone: the init's own error is the one to report
+                        own = _init_error(psock)
+                        if own is not None:
+                            raise StartError(*own) from None
+                        raise
                 try:
                     psock.send(dumps({"type": "run"}))
                 except OSError:
@@ -403,6 +411,24 @@ def spawn(init_cfg: dict[str, Any], *, stdin: Any = None, stdout: Any = None, st
         stdio.close_all()
         raise StartError(*(error or (f"the container init exited with status {status} before exec", EXIT_FAILED)))
     return Process(pid or 0, pidfd, console, *stdio.ours, warnings=warnings)
+
+
+def _init_error(psock: socket.socket, wait: float = 0.5) -> tuple[str, int] | None:
+    """The error the init sent, or sends within `wait` seconds; None if it sends none."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        psock.settimeout(left)
+        try:
+            msg, fds = _recv(psock)
+        except OSError:  # the timeout included
+            return None
+        for fd in fds:
+            os.close(fd)
+        if msg is None:
+            return None
+        if msg.get("type") == "error":
+            return str(msg.get("message")), int(msg.get("code") or EXIT_FAILED)
+    return None
 
 
 def _abort(mid: _Intermediate, pidfd: int | None, console: int | None, stdio: _Stdio) -> None:

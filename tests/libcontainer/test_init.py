@@ -260,3 +260,21 @@ def test_start_twice_refused(lc) -> None:
     c.wait(10)
     with pytest.raises(RuntimeError):
         c.start()
+
+
+def test_rootfs_failure_wins_over_a_hook_that_met_it(lc) -> None:
+    """The init mounts while the parent's hook runs; a mount that fails first ends the init, so a hook
+    opening /proc/<pid>/ns/net fails too: the start error must be the mount's (it was the hook's)."""
+    import time
+
+    from refengine.libcontainer.config import Mount
+
+    def hook(pid: int) -> None:
+        time.sleep(0.3)  # the init's mount fails meanwhile
+        with open(f"/proc/{pid}/ns/net"):
+            pass
+        raise AssertionError("the init was expected to be gone by now")
+
+    c = lc.make(["true"], mounts=[*lc.config(["true"]).mounts, Mount("/t", "tmpfs", "tmpfs", ["size=lots"])])
+    with pytest.raises(StartError, match="mounting tmpfs on /t"):
+        c.start(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, before_release=hook)

@@ -98,6 +98,20 @@ def test_config_validation() -> None:
         NamespaceSpec("time")
     with pytest.raises(ConfigError, match="unknown rlimit"):
         cfg(rlimits=[Rlimit("nope", 1, 1)]).validate()
+    for soft, hard in ((10, 5), (-1, 5)):  # soft above hard: setrlimit's EINVAL, never quietly lowered
+        with pytest.raises(ConfigError, match="soft limit .* is above the hard limit"):
+            cfg(rlimits=[Rlimit("nofile", soft, hard)]).validate()
+    cfg(rlimits=[Rlimit("nofile", 5, -1), Rlimit("core", -1, -1)]).validate()
+
+
+def test_sysctls_only_of_own_namespaces() -> None:
+    from refengine.libcontainer.config import HostSetupError
+    cfg(sysctl={"net.ipv4.ip_forward": "1", "kernel.shmmax": "1", "fs.mqueue.msg_max": "5"}).validate()
+    with pytest.raises(HostSetupError, match='sysctl "kernel.panic" is not in a separate kernel namespace'):
+        cfg(sysctl={"kernel.panic": "1"}).validate()
+    host_net = [n for n in cfg().namespaces if n.type != "net"]
+    with pytest.raises(HostSetupError, match="not allowed in the host's net namespace"):
+        cfg(sysctl={"net.ipv4.ip_forward": "1"}, namespaces=host_net).validate()
     assert NamespaceSpec("network").type == "net" and NamespaceSpec("mount").type == "mnt"
 
 

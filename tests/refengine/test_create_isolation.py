@@ -27,6 +27,11 @@ from .test_container_jobs import run  # noqa: F401 - the fixture
     ({"CgroupnsMode": "bogus"}, "invalid cgroup namespace mode: bogus"),
     ({"PidMode": "container:nonexist"}, "No such container: nonexist"),
     ({"IpcMode": "container:nonexist"}, "No such container: nonexist"),
+    ({"CpusetCpus": "abc"}, "Invalid value abc for cpuset cpus: invalid format: abc"),
+    ({"CpusetCpus": "1-0"}, "Invalid value 1-0 for cpuset cpus: invalid format: 1-0"),
+    ({"CpusetCpus": "0,4095"}, "Requested CPUs are not available - requested 0,4095, available: "),
+    ({"CpusetMems": "4095"}, "Requested memory nodes are not available - requested 4095, available: "),
+    ({"Init": "yes"}, "invalid type for HostConfig.Init: str"),
 ])
 def test_create_refuses(run, host_config: dict[str, Any], message: str) -> None:  # noqa: F811
     with pytest.raises(Exception) as exc:

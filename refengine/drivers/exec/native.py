@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat as statmod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,8 +155,14 @@ def _binds(hc: dict[str, Any], spec: RunSpec) -> list[Mount]:
 def _devices(hc: dict[str, Any]) -> list[Device]:
     out = []
     for d in hc.get("Devices") or []:
-        st = os.stat(d["PathOnHost"])
-        import stat as statmod
+        try:
+            st = os.stat(d["PathOnHost"])
+        except OSError as exc:  # dockerd's words (a server error there too)
+            raise HostSetupError(f"error gathering device information while adding custom device "
+                                 f"\"{d['PathOnHost']}\": {os.strerror(exc.errno or 0).lower()}") from None
+        if not (statmod.S_ISCHR(st.st_mode) or statmod.S_ISBLK(st.st_mode)):
+            raise HostSetupError(f"error gathering device information while adding custom device "
+                                 f"\"{d['PathOnHost']}\": not a device node")
         kind = "c" if statmod.S_ISCHR(st.st_mode) else "b"
         out.append(Device(d.get("PathInContainer") or d["PathOnHost"], kind, os.major(st.st_rdev),
                           os.minor(st.st_rdev)))

@@ -247,7 +247,45 @@ def check_resources(hc: dict[str, Any]) -> None:
     weight = hc.get("BlkioWeight") or 0
     if weight and not 10 <= weight <= 1000:
         raise InvalidParameter("Range of blkio weight is from 10 to 1000")
+    check_cpusets(hc)
     check_restart_policy(hc.get("RestartPolicy"), bool(hc.get("AutoRemove")))
+
+
+# key, the word in dockerd's format error, the kernel's list of online ones, the words of its "not available"
+_CPUSETS = (("CpusetCpus", "cpus", "/sys/devices/system/cpu/online", "CPUs"),
+            ("CpusetMems", "mems", "/sys/devices/system/node/online", "memory nodes"))
+
+
+def parse_cpuset(text: str) -> set[int] | None:
+    """The kernel's list format ("0-2,4") as a set; None where it is not that format."""
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()) or (dash and int(hi) < int(lo)):
+            return None
+        out.update(range(int(lo), int(hi if dash else lo) + 1))
+    return out
+
+
+def check_cpusets(hc: dict[str, Any]) -> None:
+    """CpusetCpus/CpusetMems as dockerd checks them at create and update: the format, then only CPUs
+    and memory nodes this host has online (the cgroup write would fail only at start otherwise)."""
+    for key, what, online_file, words in _CPUSETS:
+        value = hc.get(key)
+        if not value:
+            continue
+        if not isinstance(value, str):
+            raise InvalidParameter(f"invalid type for HostConfig.{key}: {type(value).__name__}")
+        wanted = parse_cpuset(value)
+        if wanted is None:
+            raise InvalidParameter(f"Invalid value {value} for cpuset {what}: invalid format: {value}")
+        try:
+            with open(online_file) as fh:
+                online_text = fh.read().strip()
+        except OSError:  # no NUMA information: node 0 only, as the kernel without CONFIG_NUMA
+            online_text = "0"
+        if not wanted <= (parse_cpuset(online_text) or set()):
+            raise InvalidParameter(f"Requested {words} are not available - requested {value}, available: {online_text}")
 
 
 def check_restart_policy(policy: Any, auto_remove: bool = False) -> None:

@@ -153,6 +153,7 @@ class Lifecycle(LayerRuntime):
         try:
             spec.shm_path = ipc.shm_path(c, self.store.container_dir, self.store.get)
             cfg = native.container_config(c.id, c.config, c.host_config, spec)
+            cfg.validate()  # here, so a config nothing could run is refused with its own words and status
             await asyncio.to_thread(ipc.mount_shareable, c, cdir)
         except Exception as exc:  # nothing runs: the rootfs goes again (also for a donor's Conflict)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
