@@ -149,6 +149,38 @@ def test_start_missing_executable(api: ApiClient, containers: Containers, cmd: s
     assert cmd in msg, f"the start error {msg!r} does not name the missing executable {cmd!r}"
 
 
+# A config no kernel can run as asked: (HostConfig or Config fields, a word the refusal must contain).
+UNRUNNABLE: dict[str, tuple[dict[str, Any], str]] = {
+    "ulimit-soft-above-hard": ({"HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 5}]}}, "rlimit"),
+    "missing-device": ({"HostConfig": {"Devices": [{"PathOnHost": "/dev/conformance-none", "PathInContainer": "/dev/x",
+                                                    "CgroupPermissions": "rwm"}]}}, "/dev/conformance-none"),
+    "host-wide-sysctl": ({"HostConfig": {"Sysctls": {"kernel.conformance_none": "1"}}}, "kernel.conformance_none"),
+    "unavailable-cpus": ({"HostConfig": {"CpusetCpus": "4095"}}, "4095"),
+    "bad-tmpfs-option": ({"HostConfig": {"Tmpfs": {"/conformance-t": "size=lots"}}}, "tmpfs"),
+    "unknown-user": ({"User": "conformance-nobody"}, "conformance-nobody"),
+}
+
+
+@pytest.mark.req("api.lifecycle.start-unrunnable")
+@pytest.mark.parametrize("case", list(UNRUNNABLE))
+def test_unrunnable_config_refused(api: ApiClient, containers: Containers, case: str) -> None:
+    fields, word = UNRUNNABLE[case]
+    resp = api.post("/containers/create", containers.config(["true"], **fields))
+    if resp.status_code == 201:
+        cid = containers.adopt(resp.json()["Id"])
+        resp = api.post(f"/containers/{cid}/start")
+        assert resp.status_code >= 400, (
+            f"create and start of a container with {fields} both succeeded (start answered {resp.status_code}); "
+            f"the engine ran something other than what was asked")
+        state = containers.inspect(cid)["State"]
+        assert state["Running"] is False, f"after the refused start State.Running is {state['Running']!r}"
+    else:
+        assert resp.status_code >= 400, f"create with {fields} answered {resp.status_code}"
+    msg = error_message(resp) or ""
+    assert word.lower() in msg.lower(), (
+        f"the refusal {msg!r} does not name what cannot be done ({word!r}); dockerd's does")
+
+
 @pytest.mark.req("api.lifecycle.start-missing-executable-state")
 def test_start_missing_executable_state(api: ApiClient, containers: Containers) -> None:
     cid = containers.create(["/no/such/exe"])
