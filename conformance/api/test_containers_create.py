@@ -220,6 +220,30 @@ def test_create_unknown_fields_ignored(api: ApiClient, containers: Containers) -
     assert resp.status_code == 201, f"POST /containers/create with unknown fields answered {resp.status_code}: {resp.text[:200]}"
 
 
+# The endpoint settings the docker CLI 25+ sends on every `docker run` (all zero values), keyed by
+# the network mode's name rather than a network's.
+CLI_DEFAULT_ENDPOINT = {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+                        "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
+                        "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                        "DNSNames": None}
+
+
+@pytest.mark.req("api.containers.create.default-endpoint")
+def test_create_default_endpoint_settings(api: ApiClient, containers: Containers) -> None:
+    body = containers.config(["true"], HostConfig={"NetworkMode": "default"},
+                             NetworkingConfig={"EndpointsConfig": {"default": CLI_DEFAULT_ENDPOINT}})
+    resp = _create_raw(api, body)
+    if resp.status_code == 201:
+        containers.adopt(resp.json()["Id"])
+    assert resp.status_code == 201, (
+        f"create with NetworkMode default and EndpointsConfig {{'default': ...}} (what `docker run` of a current "
+        f"docker CLI sends) answered {resp.status_code} {error_message(resp)!r}; dockerd takes it as the default "
+        f"network's settings")
+    networks = containers.inspect(resp.json()["Id"])["NetworkSettings"]["Networks"] or {}
+    assert len(networks) == 1 and "default" not in networks, (
+        f"the container is attached to {sorted(networks)}; expected the default network alone (dockerd: bridge)")
+
+
 CONFIG_FIELDS: dict[str, Any] = {
     "Env": ["ALPHA=1", "BETA=two words"],
     "Cmd": ["sh", "-c", "exit 0"],

@@ -52,6 +52,11 @@ def configure(c: Container, networks: NetworkStore) -> None:
         c.network_settings = settings
         return
     name = "bridge" if mode == "default" else mode
+    if mode == "default" and "default" in (c.networking or {}):
+        # the endpoint settings a client gave under the mode's name (docker CLI 25+ always sends
+        # EndpointsConfig {"default": ...}): dockerd moves them to the default network's key
+        c.networking = dict(c.networking)
+        c.networking[name] = c.networking.pop("default")
     net = networks.get(name)  # an unknown network is a 404 at create, as dockerd
     check_static(net, (c.networking or {}).get(net.name))
     settings["Networks"][net.name] = endpoint(net.id, (c.networking or {}).get(net.name))
