@@ -571,6 +571,21 @@ def test_auto_remove_wait_removed(api: ApiClient, containers: Containers) -> Non
     assert api.get(f"/containers/{cid}/json").status_code == 404, "the container exists after wait reported removal"
 
 
+@pytest.mark.req("api.lifecycle.auto-remove-start-failure")
+def test_auto_remove_after_failed_start(api: ApiClient, containers: Containers) -> None:
+    cid = containers.create(["/no/such/exe"], HostConfig={"AutoRemove": True})
+    resp = _open_wait(api, cid, "removed")  # what `docker run --rm` waits on
+    started = api.post(f"/containers/{cid}/start")
+    assert started.status_code >= 400, f"the start of a missing executable answered {started.status_code}"
+    try:
+        _finish_wait(resp, "wait?condition=removed on an AutoRemove container whose start failed")
+    except requests.exceptions.RequestException:
+        pytest.fail("wait?condition=removed did not end within 15 s of the failed start: the AutoRemove container "
+                    "was not removed (a `docker run --rm` of a current docker CLI hangs on this)")
+    assert api.get(f"/containers/{cid}/json").status_code == 404, (
+        "the AutoRemove container still exists after its start failed")
+
+
 @pytest.mark.req("api.lifecycle.restart-policy-on-failure")
 def test_restart_on_failure(containers: Containers) -> None:
     policy = {"Name": "on-failure", "MaximumRetryCount": 2}

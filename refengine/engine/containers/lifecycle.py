@@ -138,6 +138,12 @@ class Lifecycle(LayerRuntime):
         started = self.starting[c.id] = asyncio.Event()
         try:
             await self._start(c)
+        except Exception:
+            # as dockerd: an AutoRemove container whose start failed is removed (a `docker run --rm`
+            # waits for its removal: the docker CLI 25+ hangs otherwise)
+            if c.host_config.get("AutoRemove") and not c.state.running and c.id in self.store.by_id:
+                await self._auto_remove(c)
+            raise
         finally:
             if self.starting.get(c.id) is started:
                 del self.starting[c.id]
@@ -269,9 +275,7 @@ class Lifecycle(LayerRuntime):
         run.exited.set()
         self.exits.get(cid, asyncio.Event()).set()
         if c is not None and c.host_config.get("AutoRemove"):
-            await self.cleanup(c)
-            self.store.remove(c)
-            self.event("destroy", c, {})
+            await self._auto_remove(c)
         elif c is not None and self._restart_wanted(c, code) and not self.closing:
             c.restart_count += 1
             self.store.save(c)
@@ -283,6 +287,11 @@ class Lifecycle(LayerRuntime):
                 self.event("restart", c, {})
             except Exception:
                 pass
+
+    async def _auto_remove(self, c: Container) -> None:
+        await self.cleanup(c)
+        self.store.remove(c)
+        self.event("destroy", c, {})
 
     @staticmethod
     def _restart_wanted(c: Container, code: int) -> bool:
