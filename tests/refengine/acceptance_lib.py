@@ -8,14 +8,38 @@ so cleanup removes exactly that and never another user's objects.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 
 import pytest
 
-DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10, not a newer CLI elsewhere on PATH
+DOCKER_CLI = "/usr/bin/docker"  # Debian's docker.io 20.10: always tested
 DAEMONS = ["refengine", "dockerd"]
+
+
+def docker_clis() -> list[str]:
+    """The docker CLIs to run the acceptance tests with: Debian's 20.10 and, when `docker` on PATH is
+    another binary (a current CLI talks API 1.41 too, but sends what 20.10 did not), that one as well.
+    ACCEPTANCE_DOCKER_CLI names one CLI to use instead."""
+    if os.environ.get("ACCEPTANCE_DOCKER_CLI"):
+        return [os.environ["ACCEPTANCE_DOCKER_CLI"]]
+    found = [DOCKER_CLI]
+    other = shutil.which("docker")
+    if other and os.path.exists(DOCKER_CLI) and os.path.realpath(other) != os.path.realpath(DOCKER_CLI):
+        found.append(other)
+    return found
+
+
+def cli_label(path: str) -> str:
+    """`cli<version>` of a docker CLI binary, for test IDs."""
+    try:
+        out = subprocess.run([path, "version", "--format", "{{.Client.Version}}"], capture_output=True,
+                             timeout=20).stdout.decode().strip()
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    return "cli" + (out.split("+")[0] or os.path.basename(path))
 
 
 @dataclass
@@ -26,6 +50,7 @@ class Daemon:
     socket: str
     prefix: str = field(default_factory=lambda: "acc" + uuid.uuid4().hex[:10])
     load_output: bytes = b""  # what loading the probe images printed
+    cli: str = DOCKER_CLI  # the docker CLI binary the tests run against it
 
     @property
     def host(self) -> str:
@@ -47,21 +72,22 @@ class Daemon:
         return f"{self.prefix}-{what}-{uuid.uuid4().hex[:6]}"
 
 
-def daemon_for(request: pytest.FixtureRequest) -> Daemon:
+def daemon_for(request: pytest.FixtureRequest, name: str | None = None) -> Daemon:
     """The Daemon of a test parametrized over DAEMONS (refengined from its fixture, dockerd from the host)."""
-    if request.param == "refengine":
+    name = name or request.param
+    if name == "refengine":
         return Daemon("refengine", request.getfixturevalue("refengined"))
     return Daemon("dockerd", request.getfixturevalue("dockerd_socket"))
 
 
-def require_cli() -> None:
-    if not os.access(DOCKER_CLI, os.X_OK):
-        pytest.skip(f"{DOCKER_CLI} is missing: these tests need Debian's docker.io CLI (apt-get install docker.io)")
+def require_cli(path: str = DOCKER_CLI) -> None:
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"{path} is missing: these tests need Debian's docker.io CLI (apt-get install docker.io)")
 
 
 def cli(daemon: Daemon, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """The real docker CLI against `daemon`; killed (SIGKILL, subprocess.run) if it outlives `timeout`."""
-    return subprocess.run([DOCKER_CLI, "-H", daemon.host, *args], input=stdin, capture_output=True,
+    """The daemon's docker CLI against it; killed (SIGKILL, subprocess.run) if it outlives `timeout`."""
+    return subprocess.run([daemon.cli, "-H", daemon.host, *args], input=stdin, capture_output=True,
                           timeout=timeout)
 
 
