@@ -1,4 +1,5 @@
-"""/containers endpoints that need no running process (create, inspect, list, rename, update, remove, prune)."""
+"""/containers endpoints that need no running process (create, inspect, list, rename, update, remove, prune),
+and /commit."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def register(router: Router, engine: Engine) -> None:
     async def prune(request: Request) -> Response:
         return json_response(await engine.run("container_prune", filters=request.q("filters")))
 
+    async def commit(request: Request) -> Response:
+        body = await request.json()
+        return json_response(await engine.run(
+            "container_commit", request.q("container") or "", config=body, repo=request.q("repo"),
+            tag=request.q("tag"), comment=request.q("comment"), author=request.q("author"),
+            pause=request.qbool("pause", True), changes=request.query.get("changes") or []), 201)
+
+    router.add("POST", "/commit", commit)
     router.add("POST", "/containers/create", create)
     router.add("GET", "/containers/json", listing)
     router.add("POST", "/containers/prune", prune)
