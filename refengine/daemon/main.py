@@ -19,9 +19,9 @@ from ..engine import images as image_jobs
 from ..engine import networks as network_jobs
 from ..engine import system as system_jobs
 from ..engine import volumes as volume_jobs
+from ..engine.containers import commit as commit_jobs
 from ..engine.containers import jobs as container_jobs
 from ..engine.containers import lifecycle as lifecycle_jobs
-from ..engine.containers import commit as commit_jobs
 from ..engine.containers import netjobs, restore
 from ..engine.containers.record import Container
 from ..engine.containers.store import ContainerStore

@@ -22,7 +22,17 @@ from conformance.probe_image import build_probe_tar
 from refengine.client.transport import DEFAULT_HOST
 from refengine.daemon.server import DEFAULT_SOCKET
 
-from .acceptance_lib import DAEMONS, Daemon, cleanup, cli, cli_label, daemon_for, docker_clis, remove_images, require_cli
+from .acceptance_lib import (
+    DAEMONS,
+    Daemon,
+    cleanup,
+    cli,
+    cli_label,
+    daemon_for,
+    docker_clis,
+    remove_images,
+    require_cli,
+)
 
 HEX64 = re.compile(rb"^[0-9a-f]{64}\n$")
 

@@ -74,10 +74,10 @@ class Lifecycle(LayerRuntime):
     def __init__(self, images: ImageStore, store: ContainerStore, volume_dir: Callable[[str], str],
                  event: Callable[[str, Container, dict[str, str]], None],
                  new_anonymous_volume: Callable[[], str] = lambda: "",
-                 networking: Networking | None = None, init: native.InitOptions = native.InitOptions()) -> None:
+                 networking: Networking | None = None, init: native.InitOptions | None = None) -> None:
         super().__init__(images)
         self.networking: Networking = networking or HostFilesOnly()
-        self.init = init
+        self.init = init or native.InitOptions()
         self.store, self.volume_dir, self.event = store, volume_dir, event
         self.new_anonymous_volume = new_anonymous_volume
         self.running: dict[str, Running] = {}
