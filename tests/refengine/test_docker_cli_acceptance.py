@@ -327,6 +327,18 @@ def test_tag_and_rmi(clean: Daemon) -> None:
     assert _out(cli(clean, "images", "-q", clean.image)).strip()  # the other tag keeps the image
 
 
+def test_commit_and_run_the_image(clean: Daemon) -> None:
+    name = clean.unique("commit")
+    _out(cli(clean, "run", "--name", name, clean.image, "sh", "-c", "echo kept > /kept.txt"))
+    ref = f"{clean.repo}-committed:t1"
+    image_id = _out(cli(clean, "commit", "-c", "CMD cat /kept.txt", "-m", "by the CLI", name, ref)).strip()
+    assert image_id.startswith("sha256:"), image_id
+    assert _out(cli(clean, "run", "--rm", ref)) == "kept\n"
+    assert _out(cli(clean, "image", "inspect", "-f", "{{.Comment}}", ref)) == "by the CLI\n"
+    cli(clean, "rm", name)
+    assert _out(cli(clean, "rmi", ref)).startswith(f"Untagged: {ref}")
+
+
 def test_import_and_rmi_of_an_image_in_use(clean: Daemon, tmp_path) -> None:
     # an imported image is this run's own (a fresh ID): dockerd's other users cannot share it
     buf = io.BytesIO()
