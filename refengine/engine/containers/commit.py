@@ -12,7 +12,7 @@ import asyncio
 import copy
 from typing import Any
 
-from ...images.importer import apply_changes
+from ...images.importer import apply_changes, target_reference
 from ..engine import Engine, Job
 from ..errors import InvalidParameter
 from ..system import VERSION
@@ -61,6 +61,7 @@ def register(engine: Engine, store: ContainerStore, life: Lifecycle) -> None:
         if body is not None and not isinstance(body, dict):
             raise InvalidParameter("the commit config must be a JSON object")
         config = merge(apply_changes(body or c.config, job.getenv("changes") or []), c.config)
+        target_reference(job.getenv("repo") or "", job.getenv("tag") or "", "commit")  # a bad name: 400 first
         pause = bool(job.getenv("pause")) and c.id in life.running and not c.state.paused
         if pause:
             await life.pause(c, True)
