@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from ..drivers.exec import native
 from ..drivers.graph import detect_driver
 from ..engine import Engine
+from ..engine import build as build_jobs
 from ..engine import events as event_jobs
 from ..engine import images as image_jobs
 from ..engine import networks as network_jobs
@@ -28,6 +29,7 @@ from ..engine.containers.store import ContainerStore
 from ..images.store import ContainerUse, ImageStore
 from ..libcontainer import cgroups
 from .handlers import archive as archive_handlers
+from .handlers import build as build_handlers
 from .handlers import containers as container_handlers
 from .handlers import images as image_handlers
 from .handlers import inspection as inspection_handlers
@@ -144,6 +146,8 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     container_jobs.register(engine, containers, image_jobs.StoreLookup(images), life, hooks, driver.name)
     lifecycle_jobs.register(engine, containers, life)
     commit_jobs.register(engine, containers, life)
+    build_jobs.register(engine, containers, life)
+    build_handlers.register(router, engine)
     lifecycle_handlers.register(router, engine, containers, life)
     inspection_handlers.register(router, containers, life, images, volume_store)
     archive_handlers.register(router, containers, images, life.event)

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from refengine.daemon.handlers import archive
+from refengine.engine.containers import rootfs_files as archive
 
 
 @pytest.fixture(params=["filters", "fallback"])

@@ -8,6 +8,7 @@ inspect, volume, network, version and info work as they do on dockerd. A test pa
 from __future__ import annotations
 
 import io
+import os
 import json
 import re
 import subprocess
@@ -336,6 +337,18 @@ def test_commit_and_run_the_image(clean: Daemon) -> None:
     assert _out(cli(clean, "run", "--rm", ref)) == "kept\n"
     assert _out(cli(clean, "image", "inspect", "-f", "{{.Comment}}", ref)) == "by the CLI\n"
     cli(clean, "rm", name)
+    assert _out(cli(clean, "rmi", ref)).startswith(f"Untagged: {ref}")
+
+
+def test_build_and_run_the_image(clean: Daemon, tmp_path) -> None:
+    (tmp_path / "Dockerfile").write_text(f"FROM {clean.image}\nCOPY note.txt /note.txt\n"
+                                         "RUN echo built >> /note.txt\nCMD [\"cat\", \"/note.txt\"]\n")
+    (tmp_path / "note.txt").write_text("copied\n")
+    ref = f"{clean.repo}-built:t1"
+    done = subprocess.run([clean.cli, "-H", clean.host, "build", "--force-rm", "-t", ref, str(tmp_path)],
+                          capture_output=True, timeout=120, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert done.returncode == 0 and f"Successfully tagged {ref}".encode() in done.stdout, done.stderr[-800:]
+    assert _out(cli(clean, "run", "--rm", ref)) == "copied\nbuilt\n"
     assert _out(cli(clean, "rmi", ref)).startswith(f"Untagged: {ref}")
 
 

@@ -1,0 +1,166 @@
+"""POST /build with the classic builder (API version 1): a Dockerfile and its context as a tar.
+
+Each build labels its steps with the run's label (a LABEL right after FROM), so an intermediate
+container left behind is the check's failure here and a leak in the run's report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from typing import Any
+
+import pytest
+
+from conformance.client import ApiClient, error_message, json_lines
+from conformance.resources import RUN_LABEL, Containers, Images, Names
+
+
+def _context(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 1700000000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _build(api: ApiClient, files: dict[str, str], **params: Any) -> tuple[int, list[dict[str, Any]], Any]:
+    """Send the build; (status, the stream's messages, the response)."""
+    query = {"rm": 1, "forcerm": 1, **params}
+    resp = api.post("/build", data=_context(files), params={k: (json.dumps(v) if isinstance(v, dict) else v)
+                                                            for k, v in query.items()},
+                    headers={"Content-Type": "application/x-tar"}, timeout=180, validate=False)
+    messages = json_lines(resp.content) if resp.status_code == 200 else []
+    return resp.status_code, messages, resp
+
+
+def _built_id(messages: list[dict[str, Any]]) -> str:
+    errors = [m for m in messages if "errorDetail" in m or "error" in m]
+    assert not errors, f"the build failed: {errors[-1]}; its output: {_output(messages)[-600:]!r}"
+    ids = [m["aux"]["ID"] for m in messages if isinstance(m.get("aux"), dict) and "ID" in m["aux"]]
+    assert ids, f"the build stream carries no aux ID of the image: {messages[-3:]}"
+    return ids[-1]
+
+
+def _output(messages: list[dict[str, Any]]) -> str:
+    return "".join(m.get("stream", "") for m in messages)
+
+
+def _leftovers(api: ApiClient, run_id: str, mark: str) -> list[str]:
+    resp = api.get("/containers/json", params={"all": 1, "filters": {"label": [f"org.conformance.build={mark}",
+                                                                              f"{RUN_LABEL}={run_id}"]}})
+    return [c["Id"][:12] for c in resp.json()]
+
+
+@pytest.fixture
+def marks(api: ApiClient, names: Names) -> Any:
+    """Marks for this check's builds (request it first: it is torn down last); afterwards the untagged images they made (a failed build's steps,
+    an earlier stage) are removed, newest first: deleting the tagged image does not reach them."""
+    made: list[str] = []
+
+    def new() -> str:
+        made.append(names("build"))
+        return made[-1]
+    yield new
+    for mark in made:
+        listed = api.get("/images/json", params={"all": 1, "filters": {"label": [f"org.conformance.build={mark}"]}})
+        for img in sorted(listed.json() if listed.status_code == 200 else [], key=lambda i: -i.get("Created", 0)):
+            if not [t for t in img.get("RepoTags") or [] if t != "<none>:<none>"]:
+                api.delete(f"/images/{img['Id']}")
+
+
+def _head(containers: Containers, mark: str) -> str:
+    return (f"FROM {containers.probe.base}\n"
+            f"LABEL {RUN_LABEL}={containers.run_id} org.conformance.build={mark}\n")
+
+
+@pytest.mark.req("api.build.dockerfile")
+def test_build_runs_the_dockerfile(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    mark = marks()
+    repo, tag = images.new_ref("built")
+    dockerfile = (_head(containers, mark) +
+                  "ARG GREETING=hello\n"
+                  "ENV WHO=world\n"
+                  "WORKDIR /app\n"
+                  "COPY note.txt ./\n"
+                  "RUN echo \"$GREETING $WHO\" > greeting && cat note.txt\n"
+                  'CMD ["sh", "-c", "cat /app/greeting /app/note.txt"]\n')
+    status, messages, resp = _build(api, {"Dockerfile": dockerfile, "note.txt": "from the context\n"},
+                                    t=f"{repo}:{tag}", buildargs={"GREETING": "hi"})
+    assert status == 200, f"POST /build answered {status} {error_message(resp)!r}; expected 200 and a stream"
+    image_id = _built_id(messages)
+    # before any container of the image exists (they carry its labels too)
+    assert not _leftovers(api, containers.run_id, mark), "the build left intermediate containers (rm=1)"
+    assert "from the context" in _output(messages), (
+        f"the RUN step's output is not in the build stream: {_output(messages)[-400:]!r}")
+    info = api.get(f"/images/{repo}:{tag}/json").json()
+    assert info.get("Id") == image_id, f"{repo}:{tag} is {info.get('Id')}; the build's aux ID is {image_id}"
+    cfg = info["Config"]
+    assert cfg.get("WorkingDir") == "/app" and "WHO=world" in (cfg.get("Env") or []), (
+        f"the image config has WorkingDir {cfg.get('WorkingDir')!r} and Env {cfg.get('Env')}")
+    assert not any(e.startswith("GREETING=") for e in cfg.get("Env") or []), (
+        f"a build ARG was kept in the image's Env: {cfg.get('Env')}")
+    assert cfg.get("Cmd") == ["sh", "-c", "cat /app/greeting /app/note.txt"], f"Config.Cmd is {cfg.get('Cmd')!r}"
+    run = containers.run_output(cfg["Cmd"], image=f"{repo}:{tag}")
+    assert run.stdout == "hi world\nfrom the context\n", (
+        f"a container of the built image printed {run.stdout!r}; expected the RUN's file (build-arg hi, ENV world) "
+        f"and the COPYed file")
+
+
+@pytest.mark.req("api.build.multi-stage")
+def test_build_multi_stage(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    mark = marks()
+    repo, tag = images.new_ref("built")
+    head = _head(containers, mark)
+    dockerfile = (head.replace("\n", " AS maker\n", 1) + "RUN mkdir /out && echo made-in-stage-one > /out/artifact\n"
+                  + head + "COPY --from=maker /out/artifact /final/\n")
+    status, messages, resp = _build(api, {"Dockerfile": dockerfile}, t=f"{repo}:{tag}")
+    assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
+    _built_id(messages)
+    run = containers.run_output(["cat", "/final/artifact"], image=f"{repo}:{tag}")
+    assert run.stdout == "made-in-stage-one\n", f"COPY --from=maker gave {run.stdout!r} {run.stderr!r}"
+    out = containers.run_output(["ls", "/out"], image=f"{repo}:{tag}")
+    assert out.exit_code != 0, f"the final stage has the first stage's /out: {out.stdout!r}"
+
+
+@pytest.mark.req("api.build.run-failure")
+def test_build_failing_run(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    mark = marks()
+    repo, tag = images.new_ref("built")
+    status, messages, resp = _build(api, {"Dockerfile": _head(containers, mark) + "RUN echo before; exit 3\n"},
+                                    t=f"{repo}:{tag}")
+    if status == 200:
+        errors = [m for m in messages if "errorDetail" in m]
+        assert errors, f"a RUN that exits 3 ended a build without an error: {messages[-3:]}"
+        detail = errors[-1]["errorDetail"]
+        assert detail.get("code") == 3 and "exit 3" in detail.get("message", ""), (
+            f"the error is {detail}; dockerd names the command and its code 3")
+    else:
+        assert status >= 400 and error_message(resp), f"the failed build answered {status} without a message"
+    assert api.get(f"/images/{repo}:{tag}/json").status_code == 404, "a failed build still tagged its image"
+    assert not _leftovers(api, containers.run_id, mark), "the failed step's container is left (forcerm=1)"
+
+
+@pytest.mark.req("api.build.bad-dockerfile")
+@pytest.mark.parametrize("case", ["unknown-instruction", "missing-dockerfile"])
+def test_build_bad_dockerfile(marks: Any, api: ApiClient, images: Images, containers: Containers,
+                              case: str) -> None:
+    repo, tag = images.new_ref("built")
+    if case == "unknown-instruction":
+        files, params, word = {"Dockerfile": _head(containers, marks()) + "FROBNICATE now\n"}, {}, "FROBNICATE"
+    else:
+        files, params, word = {"other": "x"}, {"dockerfile": "Nope.Dockerfile"}, "Nope.Dockerfile"
+    status, messages, resp = _build(api, files, t=f"{repo}:{tag}", **params)
+    if status == 200:
+        errors = [m.get("error") or m["errorDetail"].get("message", "") for m in messages
+                  if "errorDetail" in m or "error" in m]
+        assert errors and word.lower() in errors[-1].lower(), f"the build of a bad Dockerfile ({case}) streamed {messages}"
+    else:
+        msg = error_message(resp) or ""
+        assert status >= 400 and word.lower() in msg.lower(), (
+            f"the build of a bad Dockerfile ({case}) answered {status} {msg!r}; expected an error naming {word!r}")
+    assert api.get(f"/images/{repo}:{tag}/json").status_code == 404, f"the refused build ({case}) tagged an image"
