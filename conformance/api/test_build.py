@@ -127,6 +127,26 @@ def test_build_multi_stage(marks: Any, api: ApiClient, images: Images, container
     assert out.exit_code != 0, f"the final stage has the first stage's /out: {out.stdout!r}"
 
 
+@pytest.mark.req("api.build.onbuild")
+def test_build_runs_onbuild_triggers(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    parent_repo, parent_tag = images.new_ref("parent")
+    status, messages, resp = _build(api, {"Dockerfile": _head(containers, marks()) +
+                                          "ONBUILD RUN echo triggered > /from-trigger\n"}, t=f"{parent_repo}:{parent_tag}")
+    assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
+    _built_id(messages)
+    repo, tag = images.new_ref("child")
+    status, messages, resp = _build(api, {"Dockerfile": f"FROM {parent_repo}:{parent_tag}\n"
+                                          f"LABEL org.conformance.build={marks()}\n"}, t=f"{repo}:{tag}")
+    assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
+    _built_id(messages)
+    run = containers.run_output(["cat", "/from-trigger"], image=f"{repo}:{tag}")
+    assert run.stdout == "triggered\n", (
+        f"the base image's ONBUILD RUN did not run in the child build: {run.stdout!r} {run.stderr!r}")
+    child = api.get(f"/images/{repo}:{tag}/json").json()
+    assert not (child["Config"].get("OnBuild") or []), (
+        f"the child image still has the triggers it ran: {child['Config'].get('OnBuild')}")
+
+
 @pytest.mark.req("api.build.run-failure")
 def test_build_failing_run(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
     mark = marks()
