@@ -23,7 +23,6 @@ from ..engine import volumes as volume_jobs
 from ..engine.containers import commit as commit_jobs
 from ..engine.containers import jobs as container_jobs
 from ..engine.containers import lifecycle as lifecycle_jobs
-from ..engine.containers import commit as commit_jobs
 from ..engine.containers import netjobs, restore
 from ..engine.containers.record import Container
 from ..engine.containers.store import ContainerStore
@@ -147,11 +146,8 @@ def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaita
     container_jobs.register(engine, containers, image_jobs.StoreLookup(images), life, hooks, driver.name)
     lifecycle_jobs.register(engine, containers, life)
     commit_jobs.register(engine, containers, life)
-<<<<<<< Updated upstream
     build_jobs.register(engine, containers, life)
     build_handlers.register(router, engine)
-=======
->>>>>>> Stashed changes
     lifecycle_handlers.register(router, engine, containers, life)
     inspection_handlers.register(router, containers, life, images, volume_store)
     archive_handlers.register(router, containers, images, life.event)
