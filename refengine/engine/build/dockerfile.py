@@ -32,16 +32,15 @@ def parse(text: str) -> list[Instruction]:
     escape = "\\"
     lines = text.splitlines()
     start = 0
-    for start, raw in enumerate(lines):  # parser directives: only before any other line
-        m = _DIRECTIVE.match(raw.strip())
+    while start < len(lines):  # parser directives: only before any other line
+        m = _DIRECTIVE.match(lines[start].strip())
         if not m:
             break
         if m.group(1).lower() == "escape":
             if m.group(2) not in ("\\", "`"):
                 raise InvalidParameter(f"invalid ESCAPE '{m.group(2)}'. Must be ` or \\")
             escape = m.group(2)
-    else:
-        start = len(lines)
+        start += 1
     out: list[Instruction] = []
     buf, first = "", 0
     for number, raw in enumerate(lines[start:], start + 1):
