@@ -8,8 +8,8 @@ inspect, volume, network, version and info work as they do on dockerd. A test pa
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import re
 import subprocess
 import tarfile
