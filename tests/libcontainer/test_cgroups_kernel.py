@@ -338,6 +338,25 @@ def test_stats_agree_with_files(driver, procs, tmp_path):
         cg.thaw()
 
 
+def test_thaw_of_a_cgroup_removed_meanwhile(driver, monkeypatch):
+    """The kill of a paused container signals, then thaws: the tasks die on the thaw and their owner may
+    remove the emptied cgroup before thaw reads the state back. That is thawed, not an error (it was a
+    500 on `POST /kill` of a paused container, seen once in CI)."""
+    cg = driver.create("gone")
+    cg.freeze()
+    d = cg.paths["freezer"] if isinstance(cg, V1Cgroup) else cg.dir
+    real_write = fs.write
+
+    def write_then_remove(dirpath: str, filename: str, value) -> None:
+        real_write(dirpath, filename, value)
+        if (filename, str(value)) in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            os.rmdir(d)
+
+    monkeypatch.setattr(fs, "write", write_then_remove)
+    cg.thaw()
+    assert not os.path.exists(d)
+
+
 def test_kill_all(driver, procs):
     cg = driver.create("kill")
     sleepers = [procs.sleeper() for _ in range(3)]

@@ -277,6 +277,22 @@ def test_freeze_and_thaw_write_cgroup_freeze(tree):
     assert read(tree, "refengine-test/f", "cgroup.freeze") == "0" and not cg.frozen()
 
 
+def test_thaw_of_a_cgroup_removed_meanwhile(tree, monkeypatch):
+    """Tasks with a SIGKILL pending die on the thaw and their owner may remove the cgroup before thaw
+    reads cgroup.events back: thawed, not an error (kernel twin in test_cgroups_kernel.py)."""
+    cg = FakeV2Driver(tree).create("gone")
+    cg.freeze()
+
+    def write_then_remove(dirpath: str, filename: str, value: str | int) -> None:
+        tree.write(dirpath, filename, value)
+        if (filename, str(value)) == ("cgroup.freeze", "0"):
+            shutil.rmtree(dirpath)
+
+    monkeypatch.setattr(fs, "write", write_then_remove)
+    cg.thaw()
+    assert not os.path.exists(cg.dir)
+
+
 def test_kill_all_paths(tree, signals):
     cg = FakeV2Driver(tree).create("k")
     cg.kill_all()                               # nothing inside: nothing written, nothing sent

@@ -87,6 +87,17 @@ def wait_until(pred, timeout: float, what: str) -> None:
 # kill_all freezes only briefly: a task the freezer cannot reach (uninterruptible sleep, e.g. in the
 # memcg OOM handler with the OOM killer off) keeps the cgroup FREEZING, and it dies of SIGKILL anyway
 KILL_FREEZE_TIMEOUT = 0.25
+FREEZE_TIMEOUT = 5.0
+
+
+def wait_thawed(pred: Callable[[], bool], what: str) -> None:
+    """Wait for a thaw to take effect. A task with a SIGKILL pending dies the moment it thaws, and its
+    owner may remove the emptied cgroup before the state is read back: a cgroup gone is thawed."""
+    try:
+        wait_until(pred, FREEZE_TIMEOUT, what)
+    except CgroupError as e:
+        if e.errno != errno.ENOENT:
+            raise
 
 
 def kill_until_empty(pids: Callable[[], list[int]], kill_all: Callable[[int], None], where: str,

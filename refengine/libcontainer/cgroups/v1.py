@@ -8,7 +8,15 @@ import signal
 import time
 
 from . import fs
-from .base import DEFAULT_PARENT, KILL_FREEZE_TIMEOUT, CgroupDriver, kill_until_empty, signal_pids, wait_until
+from .base import (
+    DEFAULT_PARENT,
+    FREEZE_TIMEOUT,
+    KILL_FREEZE_TIMEOUT,
+    CgroupDriver,
+    kill_until_empty,
+    signal_pids,
+    wait_thawed,
+)
 from .devices import (
     DeviceState,
     effective_rules,
@@ -25,7 +33,6 @@ from .resources import Resources
 from .stats import CgroupStats, v1_blkio, v1_cpu, v1_memory, v1_pids
 
 JOINED = V1_KNOWN + ("name=systemd",)   # hierarchies a container joins (runc joins these too)
-FREEZE_TIMEOUT = 5.0
 UNIFIED = ""  # the key of a hybrid host's cgroup2 mount in V1Driver.mounts (its /proc/<pid>/cgroup name)
 
 
@@ -304,7 +311,7 @@ class V1Cgroup:
     def thaw(self) -> None:
         d = self._need("freezer", "thaw")
         fs.write(d, "freezer.state", "THAWED")
-        wait_until(lambda: fs.read_str(d, "freezer.state") == "THAWED", FREEZE_TIMEOUT, f"{d} to thaw")
+        wait_thawed(lambda: fs.read_str(d, "freezer.state") == "THAWED", f"{d} to thaw")
 
     def frozen(self) -> bool:
         if self._dir("freezer") is None:

@@ -9,7 +9,16 @@ import signal
 from collections.abc import Callable
 
 from . import ebpf, fs
-from .base import DEFAULT_PARENT, KILL_FREEZE_TIMEOUT, CgroupDriver, kill_until_empty, signal_pids, wait_until
+from .base import (
+    DEFAULT_PARENT,
+    FREEZE_TIMEOUT,
+    KILL_FREEZE_TIMEOUT,
+    CgroupDriver,
+    kill_until_empty,
+    signal_pids,
+    wait_thawed,
+    wait_until,
+)
 from .devices import DeviceRule, effective_rules
 from .fs import CgroupError, CgroupExists, CgroupNotFound, check_name
 from .mounts import detect_layout
@@ -20,7 +29,6 @@ from .stats import CgroupStats, v2_blkio, v2_cpu, v2_memory, v2_pids
 log = logging.getLogger(__name__)
 
 WANTED_CONTROLLERS = ("cpu", "cpuset", "io", "memory", "pids")
-FREEZE_TIMEOUT = 5.0
 DeviceFilter = Callable[[str, list[DeviceRule]], None]
 
 
@@ -231,23 +239,22 @@ class V2Cgroup:
     def _events(self) -> dict[str, int]:
         return fs.read_keyed(self.dir, "cgroup.events")
 
-    def _set_frozen(self, want: bool, timeout: float = FREEZE_TIMEOUT) -> None:
+    def _write_freeze(self, value: str) -> None:
         if not os.path.exists(os.path.join(self.dir, "cgroup.freeze")):
             raise CgroupError(f"cgroup v2 freezer is not supported here: no cgroup.freeze in {self.dir}")
-        fs.write(self.dir, "cgroup.freeze", "1" if want else "0")
-        try:
-            wait_until(lambda: self._events().get("frozen", 0) == int(want), timeout,
-                       f"{self.dir} to {'freeze' if want else 'thaw'}")
-        except CgroupError:
-            if want:
-                fs.write(self.dir, "cgroup.freeze", "0")   # never leave it half frozen
-            raise
+        fs.write(self.dir, "cgroup.freeze", value)
 
     def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
-        self._set_frozen(True, timeout)
+        self._write_freeze("1")
+        try:
+            wait_until(lambda: self._events().get("frozen", 0) == 1, timeout, f"{self.dir} to freeze")
+        except CgroupError:
+            fs.write(self.dir, "cgroup.freeze", "0")   # never leave it half frozen
+            raise
 
     def thaw(self) -> None:
-        self._set_frozen(False)
+        self._write_freeze("0")
+        wait_thawed(lambda: self._events().get("frozen", 0) == 0, f"{self.dir} to thaw")
 
     def _freeze_requested(self) -> bool:
         p = os.path.join(self.dir, "cgroup.freeze")
