@@ -9,8 +9,10 @@ from .conftest import Cgroups, poll_value
 
 LIMIT = 8
 # An inner shell forks sleepers until fork fails (busybox sh then exits); the outer shell (PID 1) counts
-# the processes with builtins only, then execs into a sleeper: nothing more needs to fork.
-FORK_LOOP = ('sh -c "for i in ' + " ".join(str(i) for i in range(20)) + '; do sleep 60 & done"; '
+# the processes with builtins only, then execs into a sleeper: nothing more needs to fork. The inner
+# shell's complaint goes to stdout (2>&1), so it is logged before `inner=`: stdout and stderr are separate
+# pipes and a daemon may log the stderr line after the later stdout ones (dockerd did once).
+FORK_LOOP = ('sh -c "for i in ' + " ".join(str(i) for i in range(20)) + '; do sleep 60 & done" 2>&1; '
              'echo inner=$?; set -- /proc/[0-9]*; echo procs=$#; exec sleep 3600')
 
 
