@@ -85,10 +85,17 @@ def require_cli(path: str = DOCKER_CLI) -> None:
         pytest.skip(f"{path} is missing: these tests need Debian's docker.io CLI (apt-get install docker.io)")
 
 
+def argv(daemon: Daemon, *args: str) -> list[str]:
+    """The daemon's docker CLI command line. `run` and `create` get `--pull never`: an image the daemon
+    lacks must fail the test, not make the daemon ask Docker Hub (traffic off this host)."""
+    if args and args[0] in ("run", "create"):
+        args = (args[0], "--pull", "never", *args[1:])
+    return [daemon.cli, "-H", daemon.host, *args]
+
+
 def cli(daemon: Daemon, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """The daemon's docker CLI against it; killed (SIGKILL, subprocess.run) if it outlives `timeout`."""
-    return subprocess.run([daemon.cli, "-H", daemon.host, *args], input=stdin, capture_output=True,
-                          timeout=timeout)
+    return subprocess.run(argv(daemon, *args), input=stdin, capture_output=True, timeout=timeout)
 
 
 def cleanup(daemon: Daemon) -> list[str]:

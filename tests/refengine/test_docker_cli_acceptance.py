@@ -26,6 +26,7 @@ from refengine.daemon.server import DEFAULT_SOCKET
 from .acceptance_lib import (
     DAEMONS,
     Daemon,
+    argv,
     cleanup,
     cli,
     cli_label,
@@ -117,8 +118,8 @@ def test_run_rm_stdin(clean: Daemon) -> None:
 def test_run_i_stdin_after_start(clean: Daemon) -> None:
     """Input that comes once the container runs, then EOF (the path an interactive `run -i` takes)."""
     name = clean.unique("late")
-    proc = subprocess.Popen([clean.cli, "-H", clean.host, "run", "--rm", "-i", "--name", name, clean.image,
-                             "sh", "-c", "cat; echo done"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(argv(clean, "run", "--rm", "-i", "--name", name, clean.image,
+                             "sh", "-c", "cat; echo done"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
         for _ in range(200):
@@ -221,7 +222,7 @@ def test_logs_follow_streams_until_exit(clean: Daemon) -> None:
     name = clean.unique("follow")
     script = "echo one; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo two; exit 5"
     _out(cli(clean, "run", "-d", "--name", name, clean.image, "sh", "-c", script))
-    follow = subprocess.Popen([clean.cli, "-H", clean.host, "logs", "-f", name], stdout=subprocess.PIPE,
+    follow = subprocess.Popen(argv(clean, "logs", "-f", name), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     try:
         assert follow.stdout is not None
@@ -256,7 +257,7 @@ def _interact(child: pexpect.spawn) -> bytes:
 
 def test_run_it_on_a_pty(clean: Daemon) -> None:
     name = clean.unique("it")
-    child = pexpect.spawn(clean.cli, ["-H", clean.host, "run", "--rm", "-it", "--name", name, clean.image, "sh"],
+    child = pexpect.spawn(clean.cli, argv(clean, "run", "--rm", "-it", "--name", name, clean.image, "sh")[1:],
                           timeout=30, dimensions=(30, 100))
     try:
         seen = _interact(child)
@@ -269,7 +270,7 @@ def test_run_it_on_a_pty(clean: Daemon) -> None:
 def test_exec_it_on_a_pty(clean: Daemon) -> None:
     name = clean.unique("execit")
     _out(cli(clean, "run", "-d", "--name", name, clean.image, "sleep", "60"))
-    child = pexpect.spawn(clean.cli, ["-H", clean.host, "exec", "-it", name, "sh"], timeout=30, dimensions=(24, 90))
+    child = pexpect.spawn(clean.cli, argv(clean, "exec", "-it", name, "sh")[1:], timeout=30, dimensions=(24, 90))
     try:
         seen = _interact(child)
     finally:
@@ -281,7 +282,7 @@ def test_exec_it_on_a_pty(clean: Daemon) -> None:
 
 def test_run_it_detach_keys_then_attach(clean: Daemon) -> None:
     name = clean.unique("detach")
-    child = pexpect.spawn(clean.cli, ["-H", clean.host, "run", "-it", "--name", name, clean.image, "sh"],
+    child = pexpect.spawn(clean.cli, argv(clean, "run", "-it", "--name", name, clean.image, "sh")[1:],
                           timeout=30)
     try:
         child.expect(rb"[#$] ")
@@ -291,7 +292,7 @@ def test_run_it_detach_keys_then_attach(clean: Daemon) -> None:
         child.close(force=True)
     assert child.exitstatus == 0
     assert _out(cli(clean, "inspect", "-f", "{{.State.Running}}", name)) == "true\n"  # detached, not stopped
-    again = pexpect.spawn(clean.cli, ["-H", clean.host, "attach", name], timeout=10)
+    again = pexpect.spawn(clean.cli, argv(clean, "attach", name)[1:], timeout=10)
     try:
         again.expect(rb"# ")  # the CLI's resize makes the shell redraw its prompt: attached
         again.sendline("echo back-$((1+1))")
@@ -345,7 +346,7 @@ def test_build_and_run_the_image(clean: Daemon, tmp_path) -> None:
                                          "RUN echo built >> /note.txt\nCMD [\"cat\", \"/note.txt\"]\n")
     (tmp_path / "note.txt").write_text("copied\n")
     ref = f"{clean.repo}-built:t1"
-    done = subprocess.run([clean.cli, "-H", clean.host, "build", "--force-rm", "-t", ref, str(tmp_path)],
+    done = subprocess.run(argv(clean, "build", "--force-rm", "-t", ref, str(tmp_path)),
                           capture_output=True, timeout=120, env={**os.environ, "DOCKER_BUILDKIT": "0"})
     assert done.returncode == 0 and f"Successfully tagged {ref}".encode() in done.stdout, done.stderr[-800:]
     assert _out(cli(clean, "run", "--rm", ref)) == "copied\nbuilt\n"
