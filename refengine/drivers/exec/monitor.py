@@ -2,10 +2,10 @@
 
 One per running container, in its own session, so a daemon restart (SIGTERM or SIGKILL) leaves the
 container running. monitor_launch.py starts the container through libcontainer (PID 1 is this
-process's child), then re-executes the interpreter into `main` below with the fds it keeps: the
-payload's pidfd, the stdio pipes or the pty master, the listening socket in the container directory.
-The re-exec drops libcontainer, pickle and subprocess from memory: what stays is a bare interpreter
-and this loop (os, select, _socket, _signal, fcntl, time, _json).
+process's child) and hands `main` below the fds it keeps: the payload's pidfd, the stdio pipes or
+the pty master, the listening socket in the container directory. From the zygote `main` runs in the
+forked process itself (its pages shared with the zygote); without one, after a re-exec into a bare
+interpreter. The loop itself uses only os, select, _socket, _signal, fcntl, time and _json.
 
 The loop: container output → json-file log + every connected daemon; daemon messages → stdin, resize,
 signals; the payload's exit → the exit file in the container directory (read by a daemon that was

@@ -8,10 +8,15 @@ session (monitor_client.launch); fd is the monitor's end of a SOCK_SEQPACKET soc
     daemon -> monitor   GO | ABORT message
     monitor -> daemon   STARTED {"pid", "monitor_pid"} | FAILED {"message", "code"}
 
-The container's init is spawned with a fresh exec (not the daemon's fork server, which dies with the
-daemon), so the payload is *this* process's child (CLONE_PARENT from the intermediate). Once it runs,
-the socketpair end, the payload's pidfd and the stdio fds survive an execve into monitor.main, which
-keeps serving the same daemon connection and listens on <container dir>/monitor.sock for later ones.
+The container's init is forked inline (not by the daemon's fork server, which dies with the daemon),
+so the payload is *this* process's child (CLONE_PARENT from the intermediate). Once it runs, the
+socketpair end, the payload's pidfd and the stdio fds go to monitor.main, which keeps serving the same
+daemon connection and listens on <container dir>/monitor.sock for later ones. Two ways there:
+- run_split (what the zygote's children do): a throwaway child starts the container and hands the fds
+  over (SCM_RIGHTS); the monitor, a subreaper, inherits the init when that child exits and runs
+  monitor.main in place. The start's memory writes stay in the throwaway child.
+- run + reexec (a fresh interpreter, when there is no zygote): the fds survive an execve into
+  monitor.main, which drops what the start loaded.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sys
 from dataclasses import dataclass
 from typing import NoReturn
 
+from ...libcontainer import syscalls as sc
 from ...libcontainer.config import ConfigError, ContainerConfig
 from ...libcontainer.container import Container
 from ...libcontainer.process import StartError
@@ -109,10 +115,10 @@ def start(chan: socket.socket, cdir: str, spec: LaunchSpec) -> tuple[Container, 
     return lc, proc, ours
 
 
-def reexec(cid: str, cdir: str, chan: socket.socket, lc: Container, proc: object, ours: dict[str, int],
-           spec: LaunchSpec) -> None:
-    """Become monitor.main, keeping the fds it needs (and nothing else: close_fds semantics of exec
-    do not apply, so every other fd we hold was opened O_CLOEXEC)."""
+def _monitor_args(cdir: str, chan: socket.socket, lc: Container, proc: object, ours: dict[str, int],
+                  spec: LaunchSpec) -> tuple[dict[str, int], list[str]]:
+    """What monitor.main needs: the fds it keeps, by name ("pid" is the payload's pid, not an fd), and
+    its other options. Binds the container directory's monitor.sock."""
     dirfd = proto.open_dir(cdir)
     path = proto.socket_address(dirfd)
     try:
@@ -124,18 +130,40 @@ def reexec(cid: str, cdir: str, chan: socket.socket, lc: Container, proc: object
     os.chmod(path, 0o600)
     listener.listen(8)
     keep = {"pid": proc.pid, "pidfd": proc.pidfd, "dirfd": dirfd, "listen": listener.detach(),  # type: ignore[attr-defined]
-            "client": chan.detach(), **ours}
-    for key, fd in keep.items():
-        if key != "pid":
-            os.set_inheritable(fd, True)
-    args = [f"{k}={v}" for k, v in keep.items()] + [f"cdir={cdir}"]
+            "client": chan.fileno(), **ours}
+    args = [f"cdir={cdir}"]
     if spec.log_path:
         args += [f"log={spec.log_path}", f"max_size={spec.log_max_size or 0}", f"max_file={spec.log_max_file}"]
     args += [f"oom={p}" for p in _oom_files(lc)]
+    return keep, args
+
+
+def _options(keep: dict[str, int], args: list[str]) -> list[str]:
+    return [f"{k}={v}" for k, v in keep.items()] + args
+
+
+def reexec(cid: str, cdir: str, chan: socket.socket, lc: Container, proc: object, ours: dict[str, int],
+           spec: LaunchSpec) -> NoReturn:
+    """Become monitor.main in a fresh interpreter, keeping the fds it needs (and nothing else: close_fds
+    semantics of exec do not apply, so every other fd we hold was opened O_CLOEXEC)."""
+    keep, args = _monitor_args(cdir, chan, lc, proc, ours, spec)
+    for key, fd in keep.items():
+        if key != "pid":
+            os.set_inheritable(fd, True)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _BOOT.format("monitor"), ROOT,
-                              proto.MARKER, cid, *args])
+                              proto.MARKER, cid, *_options(keep, args)])
+
+
+def hand_over(to_monitor: socket.socket, cdir: str, chan: socket.socket, lc: Container, proc: object,
+              ours: dict[str, int], spec: LaunchSpec) -> None:
+    """The starter's end (run_split): send the monitor its fds (SCM_RIGHTS) and options. The daemon's
+    channel is not sent: the monitor holds the same fd already."""
+    keep, args = _monitor_args(cdir, chan, lc, proc, ours, spec)
+    names = [k for k in keep if k not in ("pid", "client")]
+    socket.send_fds(to_monitor, [json.dumps({"pid": keep["pid"], "fds": names, "args": args}).encode()],
+                    [keep[k] for k in names])
 
 
 def main(argv: list[str]) -> None:
@@ -143,8 +171,9 @@ def main(argv: list[str]) -> None:
     run(argv[1], argv[2], int(argv[3]))
 
 
-def run(cid: str, cdir: str, fd: int) -> NoReturn:
-    """Start the container of `cdir` as the daemon asks over `fd`, then become the monitor."""
+def run(cid: str, cdir: str, fd: int, to_monitor: socket.socket | None = None) -> NoReturn:
+    """Start the container of `cdir` as the daemon asks over `fd`, then become the monitor (re-exec)
+    or, as run_split's starter, hand the container over to the monitor (our parent) and exit."""
     chan = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
     try:
@@ -159,11 +188,70 @@ def run(cid: str, cdir: str, fd: int) -> NoReturn:
         _fail(chan, f"container monitor: {type(exc).__name__}: {exc}", 128)
     try:
         _write_init_state(cdir, lc, spec.config)
-        chan.send(_json(proto.STARTED, {"pid": proc.pid, "monitor_pid": os.getpid()}))  # type: ignore[attr-defined]
-        reexec(cid, cdir, chan, lc, proc, ours, spec)
+        if to_monitor is None:
+            chan.send(_json(proto.STARTED, {"pid": proc.pid, "monitor_pid": os.getpid()}))  # type: ignore[attr-defined]
+            reexec(cid, cdir, chan, lc, proc, ours, spec)
+        hand_over(to_monitor, cdir, chan, lc, proc, ours, spec)
+        # STARTED after the hand-over (a failed one is still a FAILED start); the monitor speaks on the
+        # channel only once we are gone
+        chan.send(_json(proto.STARTED, {"pid": proc.pid, "monitor_pid": os.getppid()}))  # type: ignore[attr-defined]
+        os._exit(0)
     except BaseException as exc:  # noqa: BLE001 - a running container nobody monitors must not stay
         lc.destroy()
         _fail(chan, f"container monitor: {type(exc).__name__}: {exc}", 128)
+
+
+def run_split(cid: str, cdir: str, fd: int) -> NoReturn:
+    """In a zygote's child, the monitor to be: a throwaway child (the starter) starts the container and
+    hands it over; this process then runs monitor.main without an exec. The start's work (config,
+    libcontainer, pickle) dirties the starter's copy of the zygote's pages, so the monitor stays mostly
+    shared with the zygote (its PSS: bench/README.md)."""
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init the starter forks is our child once the starter exits
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    starter = os.fork()
+    if starter == 0:
+        try:
+            ours.close()
+            run(cid, cdir, fd, theirs)
+        finally:
+            os._exit(1)
+    theirs.close()
+    try:
+        msg, fds, _flags, _addr = socket.recv_fds(ours, 1 << 16, 16)
+    except OSError:
+        msg, fds = b"", []
+    os.waitpid(starter, 0)  # gone: the init is ours now, and the channel is ours to speak on
+    if not msg:
+        os._exit(1)  # the starter failed and has told the daemon
+    ours.close()
+    handed = json.loads(msg)
+    keep = {"pid": handed["pid"], **dict(zip(handed["fds"], fds, strict=True)), "client": fd}
+    _close_all_but({0, 1, 2, *(v for k, v in keep.items() if k != "pid")})
+    _retitle([proto.MARKER, cid])
+    from . import monitor
+    monitor.main([proto.MARKER, cid, *_options(keep, handed["args"])])
+    os._exit(0)
+
+
+def _close_all_but(keep: set[int]) -> None:
+    """What the zygote held (its fds are not ours to keep; an exec would have closed them)."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:  # the listing's own fd, already closed
+                pass
+
+
+def _retitle(words: list[str]) -> None:
+    """Put `words` in /proc/self/cmdline (tools find monitors by the marker and the id): written over
+    the zygote's own argv area, as setproctitle does; the area is longer than the marker and an id."""
+    import ctypes
+    with open("/proc/self/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (proc(5) fields 48 and 49)
+    title = "\0".join(words).encode()[: end - start - 1]
+    ctypes.memmove(start, title.ljust(end - start, b"\0"), end - start)
 
 
 def _fail(chan: socket.socket, message: str, code: int) -> NoReturn:

@@ -6,8 +6,10 @@ monitor_launch (and so libcontainer) imported, single-threaded, waiting on a SOC
 For each container it gets the ids (JSON) and two fds (SCM_RIGHTS: the monitor's end of the daemon's
 channel, its log file), clones a child with CLONE_PARENT -- so the monitor is the daemon's child,
 which reaps it -- and answers its pid. The child makes its own session (a signal to the daemon's
-process group must not reach it), puts the fds in place and runs monitor_launch.run, which forks the
-container's init inline and finally re-executes into the lean monitor.
+process group must not reach it), puts the fds in place and runs monitor_launch.run_split: a
+throwaway child starts the container, this one becomes the monitor without an exec. The monitors
+thereby share the zygote's pages (interpreter, imports, frozen objects) instead of each holding a
+fresh interpreter's heap.
 
 The zygote exits when the daemon closes its end; monitors it made are separate processes and stay.
 It is spawned with only the daemon's REFENGINE_* variables (fault injection must reach the monitors).
@@ -15,6 +17,7 @@ It is spawned with only the daemon's REFENGINE_* variables (fault injection must
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -45,6 +48,11 @@ def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
     _warm()
+    # what every monitor runs, imported and then frozen out of the collector's reach: the monitors
+    # share these pages with us instead of copying them when a collection touches the objects
+    from . import monitor  # noqa: F401
+    gc.collect()
+    gc.freeze()
     while True:
         try:
             data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 4)
@@ -80,7 +88,7 @@ def _child(server: socket.socket, req: dict, fds: list[int]) -> None:
         os.dup2(log, 2)
         os.close(null)
         os.close(log)
-        monitor_launch.run(req["cid"], req["cdir"], chan)
+        monitor_launch.run_split(req["cid"], req["cdir"], chan)
     finally:
         os._exit(1)
 

@@ -1,0 +1,101 @@
+"""The per-container monitor as the zygote makes it (monitor_launch.run_split): a forked child of the
+zygote that never execs, so what an exec would have given for free is checked here: the marker and
+the container id in its command line (tools find monitors by them), the daemon as its parent, only its
+own fds (nothing of the zygote's), the container's init as its child, and no starter or zombie left."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from refengine.drivers.exec import monitor_proto as proto
+
+from .daemons import start_refengined, stop
+from .graph_testlib import probe_images_or_skip
+
+docker = pytest.importorskip("docker")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="refengined runs containers as root")
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[tuple[object, str, int]]:
+    names, tar = probe_images_or_skip("monitor")
+    root = tempfile.mkdtemp(prefix="refengine-monitor-")
+    try:
+        sock, proc = start_refengined(root, "--stop-containers-on-exit")
+        try:
+            cl = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=60)
+            cl.images.load(tar)
+            yield cl, names.base, proc.pid
+        finally:
+            stop(proc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    """Children of every thread of `pid` (the kernel lists them per thread that forked them)."""
+    kids: list[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                kids += [int(p) for p in fh.read().split()]
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return sorted(kids)
+
+
+def _cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return [w.decode() for w in fh.read().split(b"\0") if w]
+
+
+def _marked(args: list[str]) -> str | None:
+    """The id after the marker (as bench/memory.py and ps users find monitors)."""
+    return args[args.index(proto.MARKER) + 1] if proto.MARKER in args[:-1] else None
+
+
+def _monitor_of(daemon_pid: int, cid: str) -> int:
+    found = [p for p in _children(daemon_pid) if _marked(_cmdline(p)) == cid]
+    assert len(found) == 1, (f"expected one child of the daemon with `{proto.MARKER} {cid[:12]}` as its command "
+                             f"line; children: {[(p, _cmdline(p)[:2]) for p in _children(daemon_pid)]}")
+    return found[0]
+
+
+def test_monitor_process_shape(daemon) -> None:
+    cl, image, daemon_pid = daemon
+    c = cl.containers.run(image, ["sleep", "60"], detach=True, network_mode="none")
+    try:
+        monitor = _monitor_of(daemon_pid, c.id)
+        init = c.attrs["State"]["Pid"] or cl.containers.get(c.id).attrs["State"]["Pid"]
+        assert _children(monitor) == [init], (
+            f"the monitor's children are {_children(monitor)}; expected only the container's init {init} "
+            "(the starter that forked it must be gone, the init reparented to the monitor)")
+        fds = {int(fd): os.readlink(f"/proc/{monitor}/fd/{fd}") for fd in os.listdir(f"/proc/{monitor}/fd")}
+        kinds = sorted(t.split(":")[0] if ":" in t else ("container file" if c.id in t else t) for t in fds.values())
+        # 0/1 /dev/null, 2 monitor.log, the daemon channel and the listener, epoll, the init's pidfd,
+        # the container dir, stdout/stderr pipes, the json-file log
+        assert kinds == sorted(["/dev/null", "/dev/null", "container file", "socket", "anon_inode",
+                                "anon_inode", "container file", "socket", "pipe", "pipe", "container file"]), (
+            f"the monitor holds fds it should not (a zygote's would show here): {fds}")
+    finally:
+        c.remove(force=True)
+
+
+def test_no_zombie_after_exit(daemon) -> None:
+    cl, image, daemon_pid = daemon
+    c = cl.containers.run(image, ["true"], detach=True, network_mode="none")
+    try:
+        assert c.wait(timeout=30)["StatusCode"] == 0
+    finally:
+        c.remove(force=True)
+    zombies = []
+    for p in _children(daemon_pid):
+        with open(f"/proc/{p}/stat") as fh:
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                zombies.append((p, _cmdline(p)))
+    assert not zombies, f"the daemon has unreaped children after a container exited: {zombies}"
