@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import struct
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -115,37 +116,58 @@ def open_files(path: str) -> list[BinaryIO]:
     return [open(name, "rb") for name in names]
 
 
+CHUNK = 64 * 1024  # bytes of API output per piece: memory stays bounded, other requests get a turn
+
+
 async def read(path: str, opts: ReadOptions, finished: asyncio.Event | None = None,
                opened: list[BinaryIO] | None = None) -> AsyncIterator[bytes]:
     """The log as the API sends it; with follow, new records until `finished` is set (the container ended).
-    `opened`: the files from open_files, when they had to be opened before the response started."""
-    records: list[Record] = []
+    `opened`: the files from open_files, when they had to be opened before the response started.
+    Streamed in CHUNK-sized pieces as the files are read (a log can be far larger than memory); with
+    `tail`, only the last records are kept while the files are read."""
+    files = opened if opened is not None else open_files(path)
     live: BinaryIO | None = None  # the live file stays open for follow, as dockerd's reader holds it
-    for fh in opened if opened is not None else open_files(path):
-        complete = 0  # bytes up to the last whole line: a line being written is read again by follow
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break
-            complete += len(line)
-            rec = _parse(line)
-            if rec and _wanted(rec, opts):
-                records.append(rec)
-        if fh.name == path and opts.follow:
-            fh.seek(complete)
-            live = fh
-        else:
-            fh.close()
+    last: deque[Record] | None = deque(maxlen=max(opts.tail, 0)) if opts.tail is not None else None
+    pending: list[bytes] = []
+    size = 0
     try:
-        if opts.tail is not None:
-            records = records[-opts.tail:] if opts.tail > 0 else []
-        for rec in records:
-            yield _out(rec, opts)
+        for fh in files:
+            complete = 0  # bytes up to the last whole line: a line being written is read again by follow
+            for line in fh:
+                if not line.endswith(b"\n"):
+                    break
+                complete += len(line)
+                rec = _parse(line)
+                if not (rec and _wanted(rec, opts)):
+                    continue
+                if last is not None:
+                    last.append(rec)
+                    continue
+                pending.append(_out(rec, opts))
+                size += len(pending[-1])
+                if size >= CHUNK:
+                    yield b"".join(pending)
+                    pending, size = [], 0
+                    await asyncio.sleep(0)
+            if fh.name == path and opts.follow:
+                fh.seek(complete)
+                live = fh
+            else:
+                fh.close()
+        for rec in last or ():
+            pending.append(_out(rec, opts))
+            size += len(pending[-1])
+            if size >= CHUNK:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
         if opts.follow:
             async for data in _follow(path, live, opts, finished):
                 yield data
     finally:
-        if live is not None:
-            live.close()
+        for fh in files:
+            fh.close()
 
 
 async def _follow(path: str, live: BinaryIO | None, opts: ReadOptions,

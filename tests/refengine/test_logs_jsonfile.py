@@ -65,3 +65,28 @@ def test_follow_until_finished(tmp_path) -> None:
         return b"".join(out)
     assert asyncio.run(go()) == b"before\nafter\n"
     w.close()
+
+
+def test_large_log_is_streamed_not_loaded(tmp_path) -> None:
+    """A log larger than any sane buffer: the first piece comes out after reading a small part of the file
+    (the reader held every record of a 100 MB log before sending any: the daemon grew by ~70 MB)."""
+    path = str(tmp_path / "c-json.log")
+    w = JsonFileWriter(path)
+    line = b"x" * 999 + b"\n"
+    for _ in range(4000):  # ~4 MB of records
+        w.write("stdout", line)
+    w.close()
+    size = (tmp_path / "c-json.log").stat().st_size
+
+    async def first_piece() -> tuple[int, int]:
+        fh = open(path, "rb")
+        gen = read(path, ReadOptions(), opened=[fh])
+        piece = await gen.__anext__()
+        at = fh.tell()
+        await gen.aclose()
+        return len(piece), at
+    length, at = asyncio.run(first_piece())
+    assert 0 < length <= 2 * 64 * 1024 and at < size // 4, (
+        f"the first piece ({length} B) came after reading {at} of {size} B: the log is not streamed")
+    assert _read(path, tail=3, tty=True) == line * 3
+    assert len(_read(path, tty=True)) == 4000 * len(line)
