@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import os
 import stat
 import tarfile
-from collections.abc import Callable
-from typing import Any
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from typing import Any, BinaryIO
 
 from ...engine.clock import rfc3339_nano
 from ...engine.containers.record import Container
@@ -23,13 +23,15 @@ from ...engine.containers.rootfs_files import extract, resolve
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import InvalidParameter, NotFound
 from ...images.store import ImageStore
-from ..http import Request, Response
+from ..http import ApiError, Request, Response, StreamResponse
 from ..router import Router
 
 # Go's os.FileMode type bits, which the path stat header carries
 GO_MODE_DIR, GO_MODE_SYMLINK, GO_MODE_DEVICE = 1 << 31, 1 << 27, 1 << 26
 GO_MODE_PIPE, GO_MODE_SOCKET, GO_MODE_SETUID, GO_MODE_SETGID = 1 << 25, 1 << 24, 1 << 23, 1 << 22
 GO_MODE_CHAR, GO_MODE_STICKY = 1 << 21, 1 << 20
+CHUNK = 1 << 20  # bytes per read of a spooled download
+MAX_UPLOAD = 8 << 30  # an upload beyond this is refused (413)
 
 
 def go_mode(st: os.stat_result) -> int:
@@ -83,26 +85,35 @@ def register(router: Router, store: ContainerStore, images: ImageStore,
         _, info = await with_rootfs(c.id, lambda root: stat_of(root, path, c.id))
         return Response(200, headers=[header(info)])
 
-    async def get(request: Request) -> Response:
+    async def get(request: Request) -> StreamResponse:
         c = store.get(request.params["id"])
         path = path_param(request)
+        spool = tempfile.TemporaryFile(prefix="refengine-archive-")  # a tree can be far larger than memory
 
-        def pack(root: str) -> tuple[bytes, dict[str, Any]]:
+        def pack(root: str) -> dict[str, Any]:
             host, info = stat_of(root, path, c.id)
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 tar.add(host, arcname=info["name"], recursive=True)
-            return buf.getvalue(), info
-        data, info = await with_rootfs(c.id, pack)
+            spool.seek(0)
+            return info
+        try:
+            info = await with_rootfs(c.id, pack)
+        except BaseException:
+            spool.close()
+            raise
         event("archive-path", c, {})
-        return Response(200, data, headers=[header(info)], content_type="application/x-tar")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with spool:
+                while data := spool.read(CHUNK):
+                    yield data
+        return StreamResponse(chunks(), headers=[header(info)], content_type="application/x-tar")
 
     async def put(request: Request) -> Response:
         c = store.get(request.params["id"])
         path = path_param(request)
-        data = await request.body(limit=8 << 30)
 
-        def unpack(root: str) -> None:
+        def unpack(root: str, data: BinaryIO) -> None:
             dest = resolve(root, path, follow_last=True)
             if not os.path.exists(dest):
                 raise NotFound(f"Could not find the file {path} in container {c.id}")
@@ -112,7 +123,15 @@ def register(router: Router, store: ContainerStore, images: ImageStore,
                 extract(data, dest)
             except (tarfile.TarError, OSError) as exc:
                 raise InvalidParameter(f"cannot extract the archive into {path}: {exc}") from None
-        await with_rootfs(c.id, unpack)
+        with tempfile.TemporaryFile(prefix="refengine-archive-") as data:  # spooled to disk, not memory
+            size = 0
+            async for chunk in request.chunks():
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise ApiError(413, f"request body larger than {MAX_UPLOAD} bytes")
+                data.write(chunk)
+            data.seek(0)
+            await with_rootfs(c.id, lambda root: unpack(root, data))
         event("extract-to-dir", c, {})
         return Response(200)
 

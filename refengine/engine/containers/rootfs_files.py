@@ -7,6 +7,7 @@ import io
 import os
 import tarfile
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from ..errors import InvalidParameter
 
@@ -18,8 +19,9 @@ class UnsafeMemberError(tarfile.TarError):
     """An archive member that would be written, or point, outside the extraction directory."""
 
 
-def extract(data: bytes, dest: str) -> None:
-    """Unpack an uploaded tar into `dest` (a directory in a container's rootfs).
+def extract(data: bytes | BinaryIO, dest: str) -> None:
+    """Unpack an uploaded tar (bytes, or a file positioned at its start) into `dest` (a directory in a
+    container's rootfs).
 
     Each member is checked just before it is written (earlier members may have made symlinks): as
     tarfile's "tar" filter does, leading slashes are stripped, a member whose path resolves outside
@@ -30,7 +32,7 @@ def extract(data: bytes, dest: str) -> None:
     use). Absolute symlinks stay: they name paths from the container's root.
     """
     dest = os.path.realpath(dest)  # the helpers compare resolved paths against it
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(data) if isinstance(data, bytes) else data) as tar:
         if EXTRACTION_FILTERS:
             tar.extractall(dest, filter=_filter)
         else:
