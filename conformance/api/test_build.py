@@ -6,8 +6,11 @@ container left behind is the check's failure here and a leak in the run's report
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
+import lzma
 import tarfile
 from typing import Any
 
@@ -28,10 +31,15 @@ def _context(files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def _build(api: ApiClient, files: dict[str, str], **params: Any) -> tuple[int, list[dict[str, Any]], Any]:
-    """Send the build; (status, the stream's messages, the response)."""
+def _build(api: ApiClient, files: dict[str, str], compress: str = "", **params: Any
+           ) -> tuple[int, list[dict[str, Any]], Any]:
+    """Send the build (the context tar compressed with gzip/bz2/xz when asked); (status, the stream's
+    messages, the response)."""
     query = {"rm": 1, "forcerm": 1, **params}
-    resp = api.post("/build", data=_context(files), params={k: (json.dumps(v) if isinstance(v, dict) else v)
+    body = _context(files)
+    if compress:
+        body = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[compress](body)
+    resp = api.post("/build", data=body, params={k: (json.dumps(v) if isinstance(v, dict) else v)
                                                             for k, v in query.items()},
                     headers={"Content-Type": "application/x-tar"}, timeout=180, validate=False)
     messages = json_lines(resp.content) if resp.status_code == 200 else []
@@ -111,6 +119,22 @@ def test_build_runs_the_dockerfile(marks: Any, api: ApiClient, images: Images, c
     assert run.stdout == "hi world\nfrom the context\n", (
         f"a container of the built image printed {run.stdout!r}; expected the RUN's file (build-arg hi, ENV world) "
         f"and the COPYed file")
+
+
+@pytest.mark.req("api.build.compressed-context")
+@pytest.mark.parametrize("compress", ["gzip", "bzip2", "xz"])
+def test_build_compressed_context(marks: Any, api: ApiClient, images: Images, containers: Containers,
+                                  compress: str) -> None:
+    mark = marks()
+    repo, tag = images.new_ref("built")
+    dockerfile = _head(containers, mark) + "COPY note.txt /note.txt\n"
+    status, messages, resp = _build(api, {"Dockerfile": dockerfile, "note.txt": f"sent as {compress}\n"},
+                                    compress=compress, t=f"{repo}:{tag}")
+    assert status == 200, f"POST /build of a {compress} context answered {status} {error_message(resp)!r}"
+    _built_id(messages)
+    run = containers.run_output(["cat", "/note.txt"], image=f"{repo}:{tag}")
+    assert run.stdout == f"sent as {compress}\n", (
+        f"COPY from a {compress}-compressed context gave {run.stdout!r} {run.stderr!r}")
 
 
 @pytest.mark.req("api.build.multi-stage")

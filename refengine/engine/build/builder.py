@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import glob
-import io
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from ...images import reference as refs
 from ...images.errors import InvalidArgument
@@ -309,12 +308,15 @@ class Builder:
                 await asyncio.to_thread(self.images.layers.unmount, holder)
                 await self.engine.run("container_remove", holder, force=True, volumes=True)
         created_by = [*DEFAULT_SHELL[:1], "-c", f"#(nop) {step.original}"]
-        cid = await self._container(stage, created_by)
         try:
-            await asyncio.to_thread(self._in_rootfs, cid, lambda r: extract(data, r))
-            await self._commit(stage, cid, copy.deepcopy(stage.config), created_by)
+            cid = await self._container(stage, created_by)
+            try:
+                await asyncio.to_thread(self._in_rootfs, cid, lambda r: extract(data, r))
+                await self._commit(stage, cid, copy.deepcopy(stage.config), created_by)
+            finally:
+                await self.engine.run("container_remove", cid, force=True, volumes=True)
         finally:
-            await self.engine.run("container_remove", cid, force=True, volumes=True)
+            data.close()
 
     def _stage_by_ref(self, ref: str) -> Stage:
         for i, s in enumerate(self.stages[:-1]):
@@ -332,7 +334,7 @@ class Builder:
         return int(user), int(group or user)
 
     @staticmethod
-    def _tar_sources(root: str, sources: list[str], dest: str, owner: tuple[int, int], unpack: bool) -> bytes:
+    def _tar_sources(root: str, sources: list[str], dest: str, owner: tuple[int, int], unpack: bool) -> BinaryIO:
         """The sources as one tar rooted at the container's `/`: dockerd's COPY rules for a file, a
         directory (its contents) and several sources (dest must then be a directory)."""
         matched: list[str] = []
@@ -345,7 +347,7 @@ class Builder:
                                  f"stat {src}: file does not exist")
             matched += real
         into_dir = dest.endswith("/") or len(matched) > 1 or any(os.path.isdir(m) for m in matched)
-        buf = io.BytesIO()
+        buf = tempfile.TemporaryFile(prefix="refengine-copy-")  # the sources can be far larger than memory
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
             if into_dir:
                 d = tarfile.TarInfo(dest.strip("/") or ".")
@@ -365,7 +367,8 @@ class Builder:
                     info.uid, info.gid, info.uname, info.gname = *owner, "", ""
                     return info
                 tar.add(path, arcname=base, recursive=True, filter=owned)
-        return buf.getvalue()
+        buf.seek(0)
+        return buf
 
     # --- names ----------------------------------------------------------------------------------
     @staticmethod
@@ -427,11 +430,7 @@ async def build(engine: Engine, store: ContainerStore, life: Lifecycle, context_
 
 def _unpack_context(tar_path: str, dest: str) -> None:
     try:
-        with tarfile.open(tar_path, mode="r:*") as tar:
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w") as plain:  # compressed contexts: one plain tar for extract
-                for member in tar.getmembers():
-                    plain.addfile(member, tar.extractfile(member) if member.isfile() else None)
-        extract(buf.getvalue(), dest)
+        with open(tar_path, "rb") as fh:  # plain or compressed: extract's tarfile.open reads either
+            extract(fh, dest)
     except tarfile.TarError as exc:
         raise InvalidParameter(f"the build context is not a tar archive: {exc}") from None
