@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import requests_unixsocket
+
+from .graph_testlib import probe_images_or_skip
 
 
 def wait_up(ready: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], log: str,
@@ -57,3 +64,29 @@ def start_refengined(root: str, *extra: str, sock_name: str = "refengine.sock",
                                 stdout=out, stderr=subprocess.STDOUT)
     wait_up(lambda: ping_ok(sock), "refengined", proc, log, timeout)
     return sock, proc
+
+
+@dataclass
+class ProbeDaemon:
+    client: Any  # docker.DockerClient
+    image: str   # the probe image's name
+    pid: int     # refengined's
+
+
+@contextlib.contextmanager
+def refengined_with_probe(name: str, *extra: str, timeout: float = 120) -> Iterator[ProbeDaemon]:
+    """A refengined of the test's own (a temporary root, containers stopped with it), the probe image
+    loaded, and a docker-py client; stopped and its root removed afterwards."""
+    docker = pytest.importorskip("docker")
+    names, tar = probe_images_or_skip(name)
+    root = tempfile.mkdtemp(prefix=f"refengine-{name}-")
+    try:
+        sock, proc = start_refengined(root, "--stop-containers-on-exit", *extra)
+        try:
+            client = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=timeout)
+            client.images.load(tar)
+            yield ProbeDaemon(client, names.base, proc.pid)
+        finally:
+            stop(proc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import tarfile
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 
-from .daemons import start_refengined, stop
-from .graph_testlib import probe_images_or_skip
+from .daemons import refengined_with_probe
 
-docker = pytest.importorskip("docker")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="refengined runs containers as root")
 
 SIZE = 64 << 20
@@ -25,18 +21,8 @@ MARGIN = 24 << 20  # what the daemon may grow by while copying SIZE bytes
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[tuple[object, str, int]]:
-    names, tar = probe_images_or_skip("archive")
-    root = tempfile.mkdtemp(prefix="refengine-archive-")
-    try:
-        sock, proc = start_refengined(root, "--stop-containers-on-exit")
-        try:
-            cl = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=120)
-            cl.images.load(tar)
-            yield cl, names.base, proc.pid
-        finally:
-            stop(proc)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with refengined_with_probe("archive") as d:
+        yield d.client, d.image, d.pid
 
 
 def _kib(pid: int, key: str) -> int:

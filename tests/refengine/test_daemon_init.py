@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 
-from .daemons import start_refengined, stop
-from .graph_testlib import probe_images_or_skip
+from .daemons import refengined_with_probe
 
-docker = pytest.importorskip("docker")
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="refengined runs containers as root"),
               pytest.mark.skipif(shutil.which("docker-init") is None, reason="no docker-init (docker.io) in PATH")]
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[tuple[object, str]]:
-    names, tar = probe_images_or_skip("init")
-    root = tempfile.mkdtemp(prefix="refengine-init-")
-    try:
-        sock, proc = start_refengined(root, "--init", "--stop-containers-on-exit")
-        try:
-            cl = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=60)
-            cl.images.load(tar)
-            yield cl, names.base
-        finally:
-            stop(proc)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with refengined_with_probe("init", "--init", timeout=60) as d:
+        yield d.client, d.image
 
 
 @pytest.mark.parametrize("init,pid1", [(None, "/sbin/docker-init"), (False, "cat")])

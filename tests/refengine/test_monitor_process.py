@@ -6,35 +6,21 @@ own fds (nothing of the zygote's), the container's init as its child, and no sta
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 from refengine.drivers.exec import monitor_proto as proto
 
-from .daemons import start_refengined, stop
-from .graph_testlib import probe_images_or_skip
+from .daemons import refengined_with_probe
 
-docker = pytest.importorskip("docker")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="refengined runs containers as root")
 
 
 @pytest.fixture(scope="module")
 def daemon() -> Iterator[tuple[object, str, int]]:
-    names, tar = probe_images_or_skip("monitor")
-    root = tempfile.mkdtemp(prefix="refengine-monitor-")
-    try:
-        sock, proc = start_refengined(root, "--stop-containers-on-exit")
-        try:
-            cl = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=60)
-            cl.images.load(tar)
-            yield cl, names.base, proc.pid
-        finally:
-            stop(proc)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with refengined_with_probe("monitor") as d:
+        yield d.client, d.image, d.pid
 
 
 def _children(pid: int) -> list[int]:
