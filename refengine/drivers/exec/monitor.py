@@ -363,7 +363,7 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def main(argv: list[str]) -> None:
-    """argv: the marker, the container id, then `key=value` options (see monitor_launch.reexec)."""
+    """argv: the marker, the container id, then `key=value` options (see monitor_launch._monitor_args)."""
     opts, oom = parse_args(argv[2:])
     monitor = Monitor(opts, oom)
     if opts.get("client"):  # the daemon that started us: already connected

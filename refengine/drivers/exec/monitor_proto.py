@@ -12,7 +12,7 @@ the first byte says what it is, the rest is the payload.
                         HELLO json               {"pid"} first message to a (re)connecting daemon
                         EXITED json              {"code", "oom", "finished_at"} (then the monitor exits)
 
-Lean on purpose: the monitor imports it after its re-exec (only `os` here).
+Lean on purpose: a monitor re-executed into a bare interpreter (no zygote) imports it (only `os` here).
 """
 
 from __future__ import annotations
