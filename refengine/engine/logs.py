@@ -133,8 +133,11 @@ async def read(path: str, opts: ReadOptions, finished: asyncio.Event | None = No
     try:
         for fh in files:
             complete = 0  # bytes up to the last whole line: a line being written is read again by follow
+            # what the file holds now: a reader slower than a busy writer must still come to an end
+            # (dockerd's reader stops there too); follow carries on from `complete`
+            limit = os.fstat(fh.fileno()).st_size
             for line in fh:
-                if not line.endswith(b"\n"):
+                if not line.endswith(b"\n") or complete + len(line) > limit:
                     break
                 complete += len(line)
                 rec = _parse(line)

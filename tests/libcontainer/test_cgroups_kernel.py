@@ -338,18 +338,24 @@ def test_stats_agree_with_files(driver, procs, tmp_path):
         cg.thaw()
 
 
-def test_thaw_of_a_cgroup_removed_meanwhile(driver, monkeypatch):
-    """The kill of a paused container signals, then thaws: the tasks die on the thaw and their owner may
-    remove the emptied cgroup before thaw reads the state back. That is thawed, not an error (it was a
-    500 on `POST /kill` of a paused container, seen once in CI)."""
+@pytest.mark.parametrize("when", ["before-the-write", "after-the-write"])
+def test_thaw_of_a_cgroup_removed_meanwhile(driver, monkeypatch, when: str):
+    """The kill of a paused container signals, then thaws: the tasks die on the thaw (on v2 a frozen
+    task dies of SIGKILL without one) and their owner may remove the emptied cgroup before the thaw
+    writes or reads the state back. That is thawed, not an error (it was a 500 on `POST /kill` of a
+    paused container, seen once in CI)."""
     cg = driver.create("gone")
     cg.freeze()
     d = cg.paths["freezer"] if isinstance(cg, V1Cgroup) else cg.dir
     real_write = fs.write
+    thaw_value = {"freezer.state": "THAWED", "cgroup.freeze": "0"}
 
     def write_then_remove(dirpath: str, filename: str, value) -> None:
+        thawing = thaw_value.get(filename) == str(value)
+        if thawing and when == "before-the-write":
+            os.rmdir(d)
         real_write(dirpath, filename, value)
-        if (filename, str(value)) in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+        if thawing and when == "after-the-write":
             os.rmdir(d)
 
     monkeypatch.setattr(fs, "write", write_then_remove)

@@ -277,15 +277,19 @@ def test_freeze_and_thaw_write_cgroup_freeze(tree):
     assert read(tree, "refengine-test/f", "cgroup.freeze") == "0" and not cg.frozen()
 
 
-def test_thaw_of_a_cgroup_removed_meanwhile(tree, monkeypatch):
-    """Tasks with a SIGKILL pending die on the thaw and their owner may remove the cgroup before thaw
-    reads cgroup.events back: thawed, not an error (kernel twin in test_cgroups_kernel.py)."""
+@pytest.mark.parametrize("when", ["before-the-write", "after-the-write"])
+def test_thaw_of_a_cgroup_removed_meanwhile(tree, monkeypatch, when: str):
+    """A frozen task dies of SIGKILL on v2 and its owner may remove the cgroup before thaw writes
+    cgroup.freeze or reads cgroup.events back: thawed, not an error (kernel twin in test_cgroups_kernel.py)."""
     cg = FakeV2Driver(tree).create("gone")
     cg.freeze()
 
     def write_then_remove(dirpath: str, filename: str, value: str | int) -> None:
+        thawing = (filename, str(value)) == ("cgroup.freeze", "0")
+        if thawing and when == "before-the-write":
+            shutil.rmtree(dirpath)
         tree.write(dirpath, filename, value)
-        if (filename, str(value)) == ("cgroup.freeze", "0"):
+        if thawing and when == "after-the-write":
             shutil.rmtree(dirpath)
 
     monkeypatch.setattr(fs, "write", write_then_remove)

@@ -90,3 +90,22 @@ def test_large_log_is_streamed_not_loaded(tmp_path) -> None:
         f"the first piece ({length} B) came after reading {at} of {size} B: the log is not streamed")
     assert _read(path, tail=3, tty=True) == line * 3
     assert len(_read(path, tty=True)) == 4000 * len(line)
+
+
+def test_read_ends_at_what_the_file_held(tmp_path) -> None:
+    """Without follow, records written while the response streams are not sent: a writer faster than the
+    reader would otherwise keep the response open for ever."""
+    path = str(tmp_path / "c-json.log")
+    w = JsonFileWriter(path)
+    line = b"y" * 999 + b"\n"
+    for _ in range(400):  # several pieces' worth
+        w.write("stdout", line)
+
+    async def read_while_writing() -> int:
+        total = 0
+        async for piece in read(path, ReadOptions(tty=True)):
+            total += len(piece)
+            w.write("stdout", line)  # the container keeps writing
+        return total
+    assert asyncio.run(read_while_writing()) == 400 * len(line)
+    w.close()

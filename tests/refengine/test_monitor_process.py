@@ -6,6 +6,7 @@ own fds (nothing of the zygote's), the container's init as its child, and no sta
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,7 @@ from refengine.drivers.exec import monitor_proto as proto
 
 from .daemons import refengined_with_probe
 
+docker = pytest.importorskip("docker")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="refengined runs containers as root")
 
 
@@ -85,3 +87,42 @@ def test_no_zombie_after_exit(daemon) -> None:
             if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
                 zombies.append((p, _cmdline(p)))
     assert not zombies, f"the daemon has unreaped children after a container exited: {zombies}"
+
+
+def _settled(check, tries: int = 30):  # type: ignore[no-untyped-def]
+    """`check()` until it returns something falsy (then None), or its last (truthy) answer."""
+    for _ in range(tries):
+        found = check()
+        if not found:
+            return None
+        time.sleep(0.1)
+    return found
+
+
+def test_orphans_in_the_host_pid_namespace_do_not_stay_zombies(daemon) -> None:
+    """The monitor is a child subreaper while the starter hands the init over, and a container in the
+    host's PID namespace that orphans a process at once (before the hand-over ends) makes it the
+    monitor's child: the monitor must reap it (it waited on the init alone, so it stayed a zombie)."""
+    cl, image, daemon_pid = daemon
+    c = cl.containers.run(image, ["sh", "-c", "(sleep 0.3 &); exec sleep 60"], detach=True, pid_mode="host",
+                          network_mode="none")
+    try:
+        monitor = _monitor_of(daemon_pid, c.id)
+        init = cl.containers.get(c.id).attrs["State"]["Pid"]
+        extra = _settled(lambda: [p for p in _children(monitor) if p != init], tries=10)
+        assert extra is None, f"the monitor of a --pid=host container has children besides its init: {extra}"
+    finally:
+        c.remove(force=True)
+
+
+def test_failed_start_leaves_no_process(daemon) -> None:
+    cl, image, daemon_pid = daemon
+    before = set(_children(daemon_pid))
+    c = cl.containers.create(image, ["/no/such/binary"], network_mode="none")
+    try:
+        with pytest.raises(docker.errors.APIError):
+            c.start()
+        left = _settled(lambda: sorted(set(_children(daemon_pid)) - before))
+        assert left is None, f"a failed start left processes under the daemon: {[(p, _cmdline(p)) for p in left]}"
+    finally:
+        c.remove(force=True)

@@ -65,6 +65,7 @@ class Monitor:
         self.code: int | None = None
         self.drain_until = 0.0
         self.retry_reap_at = 0.0
+        self.adopted: dict[int, int] = {}  # pidfd -> pid of children besides the payload (see _adopt)
         for fd in (*self.outputs, self.stdin):
             if fd >= 0:
                 os.set_blocking(fd, False)
@@ -99,6 +100,7 @@ class Monitor:
     def run(self) -> None:
         self._set(self.listen.fileno(), select.EPOLLIN)
         self._set(self.pidfd, select.EPOLLIN)
+        self._adopt()
         for fd in self.outputs:
             self._update(fd)
         while True:
@@ -125,6 +127,8 @@ class Monitor:
             self._accept()
         elif fd == self.pidfd:
             self._reap()
+        elif fd in self.adopted:
+            self._reap_adopted(fd)
         elif fd in self.clients:
             client = self.clients[fd]
             if events & select.EPOLLOUT:
@@ -285,6 +289,36 @@ class Monitor:
             self._broadcast(proto.OUTPUT_EOF)
 
     # -- exit
+
+    def _adopt(self) -> None:
+        """Our children besides the payload: orphans of a container in the host's PID namespace that
+        reached us while we were a subreaper (monitor_launch.run_split's hand-over, a few ms). None come
+        later; these are reaped as they exit instead of staying zombies for the container's life."""
+        me = os.getpid()
+        kids: set[int] = set()
+        try:
+            for tid in os.listdir(f"/proc/{me}/task"):
+                with open(f"/proc/{me}/task/{tid}/children") as fh:
+                    kids.update(int(p) for p in fh.read().split())
+        except OSError:
+            return
+        for pid in kids - {self.pid}:
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:  # reaped meanwhile by nobody else than us: cannot be; gone is gone
+                continue
+            self.adopted[fd] = pid
+            self._set(fd, select.EPOLLIN)
+
+    def _reap_adopted(self, fd: int) -> None:
+        try:
+            if os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG) is None:
+                return  # not reapable yet: the pidfd stays readable and we come back
+        except ChildProcessError:
+            pass
+        self._set(fd, 0)
+        os.close(fd)
+        del self.adopted[fd]
 
     def _reap(self) -> None:
         try:

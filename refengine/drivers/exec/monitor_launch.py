@@ -21,9 +21,11 @@ daemon connection and listens on <container dir>/monitor.sock for later ones. Tw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from . import monitor_proto as proto
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 _BOOT = "import sys;sys.path.insert(0,sys.argv[1]);from refengine.drivers.exec.{} import main;main(sys.argv[2:])"
+READY = b"R"  # run_split: the monitor holds the handed-over fds (sent to the starter)
 
 
 @dataclass
@@ -192,8 +195,10 @@ def run(cid: str, cdir: str, fd: int, to_monitor: socket.socket | None = None) -
             chan.send(_json(proto.STARTED, {"pid": proc.pid, "monitor_pid": os.getpid()}))  # type: ignore[attr-defined]
             reexec(cid, cdir, chan, lc, proc, ours, spec)
         hand_over(to_monitor, cdir, chan, lc, proc, ours, spec)
-        # STARTED after the hand-over (a failed one is still a FAILED start); the monitor speaks on the
-        # channel only once we are gone
+        # STARTED only once the monitor has taken the container (a failed hand-over is still a FAILED
+        # start); the monitor speaks on the channel only once we are gone
+        if to_monitor.recv(16) != READY:
+            raise StartError("the container monitor did not take the container over")
         chan.send(_json(proto.STARTED, {"pid": proc.pid, "monitor_pid": os.getppid()}))  # type: ignore[attr-defined]
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001 - a running container nobody monitors must not stay
@@ -205,31 +210,48 @@ def run_split(cid: str, cdir: str, fd: int) -> NoReturn:
     """In a zygote's child, the monitor to be: a throwaway child (the starter) starts the container and
     hands it over; this process then runs monitor.main without an exec. The start's work (config,
     libcontainer, pickle) dirties the starter's copy of the zygote's pages, so the monitor stays mostly
-    shared with the zygote (its PSS: bench/README.md)."""
+    shared with the zygote (its PSS: bench/README.md).
+
+    The starter sends STARTED only after our READY (we hold the fds and are ready to run the loop), and
+    exits 0 after it; anything else ends the start as FAILED, and then nothing of it may run on."""
+    me = os.getpid()
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # the init the starter forks is our child once the starter exits
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     starter = os.fork()
     if starter == 0:
         try:
-            ours.close()
-            run(cid, cdir, fd, theirs)
+            # the daemon kills the monitor when a start times out: the start must end with it
+            sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() == me:
+                ours.close()
+                run(cid, cdir, fd, theirs)
         finally:
             os._exit(1)
     theirs.close()
+    keep: dict[str, int] = {}
+    args: list[str] = []
     try:
         msg, fds, _flags, _addr = socket.recv_fds(ours, 1 << 16, 16)
-    except OSError:
-        msg, fds = b"", []
-    os.waitpid(starter, 0)  # gone: the init is ours now, and the channel is ours to speak on
-    if not msg:
-        os._exit(1)  # the starter failed and has told the daemon
+        if msg:
+            handed = json.loads(msg)
+            keep = {"pid": handed["pid"], **dict(zip(handed["fds"], fds, strict=True)), "client": fd}
+            args = handed["args"]
+            _close_all_but({0, 1, 2, ours.fileno(), *(v for k, v in keep.items() if k != "pid")})
+            with contextlib.suppress(OSError, ValueError, IndexError):  # cosmetic: no reason to fail the start
+                _retitle([proto.MARKER, cid])
+            ours.send(READY)
+    except Exception:  # noqa: BLE001 - no READY: the starter sees EOF, destroys the container, says FAILED
+        keep = {}
     ours.close()
-    handed = json.loads(msg)
-    keep = {"pid": handed["pid"], **dict(zip(handed["fds"], fds, strict=True)), "client": fd}
-    _close_all_but({0, 1, 2, *(v for k, v in keep.items() if k != "pid")})
-    _retitle([proto.MARKER, cid])
+    _pid, status = os.waitpid(starter, 0)  # gone: the init is ours now, and the channel is ours to speak on
+    if not keep or os.waitstatus_to_exitcode(status) != 0:
+        if "pidfd" in keep:  # it failed after the hand-over: whatever runs of the container must not stay
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(keep["pidfd"], signal.SIGKILL)
+        os._exit(1)
+    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 0)  # later orphans (a container in the host's PID namespace) are not ours
     from . import monitor
-    monitor.main([proto.MARKER, cid, *_options(keep, handed["args"])])
+    monitor.main([proto.MARKER, cid, *_options(keep, args)])
     os._exit(0)
 
 
@@ -245,12 +267,15 @@ def _close_all_but(keep: set[int]) -> None:
 
 def _retitle(words: list[str]) -> None:
     """Put `words` in /proc/self/cmdline (tools find monitors by the marker and the id): written over
-    the zygote's own argv area, as setproctitle does; the area is longer than the marker and an id."""
+    the zygote's own argv area, as setproctitle does. The zygote's command line is longer than the
+    marker and an id; if the area were too small, the title is left as it is."""
     import ctypes
     with open("/proc/self/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (proc(5) fields 48 and 49)
-    title = "\0".join(words).encode()[: end - start - 1]
+    title = "\0".join(words).encode()
+    if start <= 0 or end - start < len(title) + 1:
+        return
     ctypes.memmove(start, title.ljust(end - start, b"\0"), end - start)
 
 

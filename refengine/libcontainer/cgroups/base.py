@@ -90,10 +90,12 @@ KILL_FREEZE_TIMEOUT = 0.25
 FREEZE_TIMEOUT = 5.0
 
 
-def wait_thawed(pred: Callable[[], bool], what: str) -> None:
-    """Wait for a thaw to take effect. A task with a SIGKILL pending dies the moment it thaws, and its
-    owner may remove the emptied cgroup before the state is read back: a cgroup gone is thawed."""
+def thaw_and_wait(write: Callable[[], None], pred: Callable[[], bool], what: str) -> None:
+    """Thaw (`write`) and wait for it to take effect. A task with a SIGKILL pending dies the moment it
+    thaws (on v2 even while frozen), and its owner may remove the emptied cgroup before the write or
+    before the state is read back: a cgroup that is gone is thawed."""
     try:
+        write()
         wait_until(pred, FREEZE_TIMEOUT, what)
     except CgroupError as e:
         if e.errno != errno.ENOENT:

@@ -15,7 +15,7 @@ from .base import (
     CgroupDriver,
     kill_until_empty,
     signal_pids,
-    wait_thawed,
+    thaw_and_wait,
 )
 from .devices import (
     DeviceState,
@@ -310,8 +310,8 @@ class V1Cgroup:
 
     def thaw(self) -> None:
         d = self._need("freezer", "thaw")
-        fs.write(d, "freezer.state", "THAWED")
-        wait_thawed(lambda: fs.read_str(d, "freezer.state") == "THAWED", f"{d} to thaw")
+        thaw_and_wait(lambda: fs.write(d, "freezer.state", "THAWED"),
+                      lambda: fs.read_str(d, "freezer.state") == "THAWED", f"{d} to thaw")
 
     def frozen(self) -> bool:
         if self._dir("freezer") is None:

@@ -16,7 +16,7 @@ from .base import (
     CgroupDriver,
     kill_until_empty,
     signal_pids,
-    wait_thawed,
+    thaw_and_wait,
     wait_until,
 )
 from .devices import DeviceRule, effective_rules
@@ -240,9 +240,9 @@ class V2Cgroup:
         return fs.read_keyed(self.dir, "cgroup.events")
 
     def _write_freeze(self, value: str) -> None:
-        if not os.path.exists(os.path.join(self.dir, "cgroup.freeze")):
+        if os.path.isdir(self.dir) and not os.path.exists(os.path.join(self.dir, "cgroup.freeze")):
             raise CgroupError(f"cgroup v2 freezer is not supported here: no cgroup.freeze in {self.dir}")
-        fs.write(self.dir, "cgroup.freeze", value)
+        fs.write(self.dir, "cgroup.freeze", value)  # a cgroup that is gone: ENOENT
 
     def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
         self._write_freeze("1")
@@ -253,8 +253,8 @@ class V2Cgroup:
             raise
 
     def thaw(self) -> None:
-        self._write_freeze("0")
-        wait_thawed(lambda: self._events().get("frozen", 0) == 0, f"{self.dir} to thaw")
+        thaw_and_wait(lambda: self._write_freeze("0"), lambda: self._events().get("frozen", 0) == 0,
+                      f"{self.dir} to thaw")
 
     def _freeze_requested(self) -> bool:
         p = os.path.join(self.dir, "cgroup.freeze")
