@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -86,10 +88,22 @@ def listen_config(args: argparse.Namespace) -> ListenConfig:
                         tlscert=args.tlscert, tlskey=args.tlskey, insecure_tcp=args.insecure_tcp)
 
 
+def _spool_under(data_root: str) -> None:
+    """Temporary files (uploads, exports, saves, archives, build contexts) go to <data-root>/tmp, as
+    dockerd's do (it sets TMPDIR the same way): /tmp may be a small tmpfs, and they can be gigabytes.
+    What a killed daemon left there is removed."""
+    tmp = os.path.join(data_root, "tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp, mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = None  # computed again from TMPDIR on next use
+
+
 def build(args: argparse.Namespace) -> tuple[Engine, Router, Callable[[], Awaitable[None]]]:
     engine = Engine()
     router = Router()
     os.makedirs(args.data_root, mode=0o711, exist_ok=True)
+    _spool_under(args.data_root)
     sysinfo = system_jobs.SystemInfo(root_dir=args.data_root)
     sysinfo.extra["InitBinary"] = args.init_path or native.INIT_BINARY  # what dockerd's info names
     system_jobs.register(engine, sysinfo)

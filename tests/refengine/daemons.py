@@ -71,6 +71,7 @@ class ProbeDaemon:
     client: Any  # docker.DockerClient
     image: str   # the probe image's name
     pid: int     # refengined's
+    data_root: str
 
 
 @contextlib.contextmanager
@@ -85,7 +86,7 @@ def refengined_with_probe(name: str, *extra: str, timeout: float = 120) -> Itera
         try:
             client = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=timeout)
             client.images.load(tar)
-            yield ProbeDaemon(client, names.base, proc.pid)
+            yield ProbeDaemon(client, names.base, proc.pid, os.path.join(root, "state"))
         finally:
             stop(proc)
     finally:

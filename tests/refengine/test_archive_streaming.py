@@ -20,14 +20,24 @@ MARGIN = 24 << 20  # what the daemon may grow by while copying SIZE bytes
 
 
 @pytest.fixture(scope="module")
-def daemon() -> Iterator[tuple[object, str, int]]:
+def daemon() -> Iterator[tuple[object, str, int, str]]:
     with refengined_with_probe("archive") as d:
-        yield d.client, d.image, d.pid
+        yield d.client, d.image, d.pid, d.data_root
 
 
 def _kib(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
+
+
+def _open_files(pid: int) -> list[str]:
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return targets
 
 
 def _big_tar(path: str) -> None:
@@ -55,7 +65,7 @@ class _Pattern(io.RawIOBase):
 
 
 def test_copy_in_and_out_without_holding_it(daemon, tmp_path) -> None:
-    cl, image, pid = daemon
+    cl, image, pid, data_root = daemon
     c = cl.containers.create(image, ["true"], network_mode="none")
     try:
         src = str(tmp_path / "in.tar")
@@ -71,6 +81,10 @@ def test_copy_in_and_out_without_holding_it(daemon, tmp_path) -> None:
         assert stat["size"] == SIZE, stat
         out = str(tmp_path / "out.tar")
         with open(out, "wb") as fh:
+            fh.write(next(chunks))
+            # mid-stream: the spool is a deleted file under <data-root>/tmp, as dockerd's (not /tmp)
+            spools = [t for t in _open_files(pid) if t.startswith(os.path.join(data_root, "tmp") + "/")]
+            assert spools, f"no spool file of the daemon under {data_root}/tmp while it streams: {_open_files(pid)}"
             for chunk in chunks:
                 fh.write(chunk)
         grew_out = _kib(pid, "VmHWM") * 1024 - before
