@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   docker.io busybox-static golang-github-docker-docker-dev curl nftables iptables procps util-linux \
-  iproute2 apparmor ca-certificates python3 python3-venv python3-dev gcc libseccomp2 kmod >/dev/null
+  iproute2 apparmor ca-certificates python3 python3-venv python3-dev gcc libseccomp2 kmod xz-utils >/dev/null
 
 python3 -m venv "$VENV"
 # build tools first, then no isolated build step: that step ignores pip's configuration (a proxy's CA, say)
