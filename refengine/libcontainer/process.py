@@ -284,6 +284,16 @@ def shutdown_forkserver() -> None:
     _forkserver.close()
 
 
+def close_fds_except(keep: set[int]) -> None:
+    """Close every fd of this process but `keep` (what a fork that will not exec must do by hand)."""
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) not in keep:
+            try:
+                os.close(int(name))
+            except OSError:  # the listing's own fd, already closed
+                pass
+
+
 def _fork_inline(fds: list[int]) -> int:
     """Fork the init from this process (REFENGINE_FORKSERVER=inline): only for a single-threaded
     process that has the init imported already, such as a container monitor; no exec, no server."""
@@ -292,13 +302,7 @@ def _fork_inline(fds: list[int]) -> int:
     if pid == 0:
         # keep only what the fork server would have passed: an inherited copy of the parent's end of the
         # channel would keep the init waiting forever (no EOF) if its monitor died during the start
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 2 and fd not in fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_fds_except({0, 1, 2, *fds})
         init.prepare_process()
         forkserver._child(None, fds)  # never returns
     return pid

@@ -35,7 +35,7 @@ from typing import NoReturn
 from ...libcontainer import syscalls as sc
 from ...libcontainer.config import ConfigError, ContainerConfig
 from ...libcontainer.container import Container
-from ...libcontainer.process import StartError
+from ...libcontainer.process import StartError, close_fds_except
 from . import monitor_proto as proto
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -236,7 +236,8 @@ def run_split(cid: str, cdir: str, fd: int) -> NoReturn:
             handed = json.loads(msg)
             keep = {"pid": handed["pid"], **dict(zip(handed["fds"], fds, strict=True)), "client": fd}
             args = handed["args"]
-            _close_all_but({0, 1, 2, ours.fileno(), *(v for k, v in keep.items() if k != "pid")})
+            # what the zygote held is not ours to keep (an exec would have closed it)
+            close_fds_except({0, 1, 2, ours.fileno(), *(v for k, v in keep.items() if k != "pid")})
             with contextlib.suppress(OSError, ValueError, IndexError):  # cosmetic: no reason to fail the start
                 _retitle([proto.MARKER, cid])
             ours.send(READY)
@@ -253,16 +254,6 @@ def run_split(cid: str, cdir: str, fd: int) -> NoReturn:
     from . import monitor
     monitor.main([proto.MARKER, cid, *_options(keep, args)])
     os._exit(0)
-
-
-def _close_all_but(keep: set[int]) -> None:
-    """What the zygote held (its fds are not ours to keep; an exec would have closed them)."""
-    for name in os.listdir("/proc/self/fd"):
-        if int(name) not in keep:
-            try:
-                os.close(int(name))
-            except OSError:  # the listing's own fd, already closed
-                pass
 
 
 def _retitle(words: list[str]) -> None:
