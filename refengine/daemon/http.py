@@ -109,22 +109,21 @@ class Request:
     async def body(self, limit: int = 64 * 1024 * 1024) -> bytes:
         """The whole request body (read once, then cached)."""
         if self._body is None:
-            parts, size = [], 0
-            async for chunk in self.chunks():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, f"request body larger than {limit} bytes")
-                parts.append(chunk)
-            self._body = b"".join(parts)
+            self._body = b"".join([chunk async for chunk in self.chunks(limit)])
         return self._body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The request body as it arrives (for large uploads such as image tarballs)."""
+    async def chunks(self, limit: int | None = None) -> AsyncIterator[bytes]:
+        """The request body as it arrives (for large uploads such as image tarballs); beyond `limit`
+        bytes, a 413."""
         if self._body is not None:
             yield self._body
             return
         assert self._conn is not None
+        size = 0
         async for chunk in self._conn.body_chunks():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes")
             yield chunk
 
     async def json(self, required: bool = False) -> Any:

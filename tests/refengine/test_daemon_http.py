@@ -40,11 +40,19 @@ def _router() -> Router:
     async def boom(request: Request) -> Response:
         raise RuntimeError("a bug")
 
+    async def small_body(request: Request) -> Response:
+        return json_response({"size": len(await request.body(limit=10))})
+
+    async def small_stream(request: Request) -> Response:
+        return json_response({"size": sum([len(c) async for c in request.chunks(limit=10)])})
+
     router.add("POST", "/echo", echo_json)
     router.add("GET", "/images/{name:.*}/json", image)
     router.add("GET", "/stream", stream)
     router.add("POST", "/hijack", hijack)
     router.add("GET", "/boom", boom)
+    router.add("POST", "/small-body", small_body)
+    router.add("POST", "/small-stream", small_stream)
     return router
 
 
@@ -127,6 +135,16 @@ def test_bad_json_is_400(daemon: str) -> None:
     out = _talk(daemon, b"POST /echo HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 3"
                         b"\r\nConnection: close\r\n\r\n{x}")
     assert out.startswith(b"HTTP/1.1 400") and b"invalid JSON" in out
+
+
+@pytest.mark.parametrize("path", ["/small-body", "/small-stream"])
+def test_body_over_the_limit_is_413(daemon: str, path: str) -> None:
+    def post(body: bytes) -> bytes:
+        return _talk(daemon, f"POST {path} HTTP/1.1\r\nHost: d\r\nContent-Length: {len(body)}\r\n"
+                             "Connection: close\r\n\r\n".encode() + body)
+    assert post(b"x" * 10).startswith(b"HTTP/1.1 200")
+    out = post(b"x" * 20)
+    assert out.startswith(b"HTTP/1.1 413") and b"request body larger than 10 bytes" in out, out[:300]
 
 
 def test_stream_is_chunked(daemon: str) -> None:

@@ -23,7 +23,7 @@ from ...engine.containers.rootfs_files import extract, resolve
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import InvalidParameter, NotFound
 from ...images.store import ImageStore
-from ..http import ApiError, Request, Response, StreamResponse
+from ..http import Request, Response, StreamResponse
 from ..router import Router
 
 # Go's os.FileMode type bits, which the path stat header carries
@@ -124,11 +124,7 @@ def register(router: Router, store: ContainerStore, images: ImageStore,
             except (tarfile.TarError, OSError) as exc:
                 raise InvalidParameter(f"cannot extract the archive into {path}: {exc}") from None
         with tempfile.TemporaryFile(prefix="refengine-archive-") as data:  # spooled to disk, not memory
-            size = 0
-            async for chunk in request.chunks():
-                size += len(chunk)
-                if size > MAX_UPLOAD:
-                    raise ApiError(413, f"request body larger than {MAX_UPLOAD} bytes")
+            async for chunk in request.chunks(limit=MAX_UPLOAD):
                 data.write(chunk)
             data.seek(0)
             await with_rootfs(c.id, lambda root: unpack(root, data))
