@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import wire
@@ -173,6 +173,14 @@ class StreamResponse:
     status: int = 200
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def file_body(fh: BinaryIO, piece: int = 1 << 20) -> AsyncIterator[bytes]:
+    """A spooled file (an export, a saved image, an archive) as a response body, read in pieces and
+    closed at its end or when the client goes away."""
+    with fh:
+        while data := fh.read(piece):
+            yield data
 
 
 RawHandler = Callable[["RawStream"], Awaitable[None]]

@@ -14,7 +14,7 @@ import os
 import stat
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ...engine.clock import rfc3339_nano
@@ -23,14 +23,13 @@ from ...engine.containers.rootfs_files import extract, resolve
 from ...engine.containers.store import ContainerStore
 from ...engine.errors import InvalidParameter, NotFound
 from ...images.store import ImageStore
-from ..http import Request, Response, StreamResponse
+from ..http import Request, Response, StreamResponse, file_body
 from ..router import Router
 
 # Go's os.FileMode type bits, which the path stat header carries
 GO_MODE_DIR, GO_MODE_SYMLINK, GO_MODE_DEVICE = 1 << 31, 1 << 27, 1 << 26
 GO_MODE_PIPE, GO_MODE_SOCKET, GO_MODE_SETUID, GO_MODE_SETGID = 1 << 25, 1 << 24, 1 << 23, 1 << 22
 GO_MODE_CHAR, GO_MODE_STICKY = 1 << 21, 1 << 20
-CHUNK = 1 << 20  # bytes per read of a spooled download
 MAX_UPLOAD = 8 << 30  # an upload beyond this is refused (413)
 
 
@@ -102,12 +101,7 @@ def register(router: Router, store: ContainerStore, images: ImageStore,
             spool.close()
             raise
         event("archive-path", c, {})
-
-        async def chunks() -> AsyncIterator[bytes]:
-            with spool:
-                while data := spool.read(CHUNK):
-                    yield data
-        return StreamResponse(chunks(), headers=[header(info)], content_type="application/x-tar")
+        return StreamResponse(file_body(spool), headers=[header(info)], content_type="application/x-tar")
 
     async def put(request: Request) -> Response:
         c = store.get(request.params["id"])

@@ -5,21 +5,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 from ...engine import Engine
 from ...engine.images import progress_lines
 from ...images.distribution import AuthConfig, decode_auth_header
-from ..http import ApiError, Request, Response, StreamResponse, json_response
+from ..http import ApiError, Request, Response, StreamResponse, file_body, json_response
 from ..router import Router
 
 
-async def _file_chunks(path: str) -> AsyncIterator[bytes]:
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                yield chunk
-    finally:
-        os.unlink(path)
+def _taken(path: str) -> BinaryIO:
+    """The engine's spool file, open and already unlinked (nothing stays on disk whatever the client does)."""
+    fh = open(path, "rb")
+    os.unlink(path)
+    return fh
 
 
 async def _progress(messages: list[dict]) -> AsyncIterator[bytes]:
@@ -74,11 +73,11 @@ def register(router: Router, engine: Engine) -> None:
 
     async def get_one(request: Request) -> StreamResponse:
         path = await engine.run("image_save", request.params["name"])
-        return StreamResponse(_file_chunks(path), content_type="application/x-tar")
+        return StreamResponse(file_body(_taken(path)), content_type="application/x-tar")
 
     async def get_many(request: Request) -> StreamResponse:
         path = await engine.run("image_save", *request.query.get("names", []))
-        return StreamResponse(_file_chunks(path), content_type="application/x-tar")
+        return StreamResponse(file_body(_taken(path)), content_type="application/x-tar")
 
     async def create(request: Request) -> Response | StreamResponse:
         if request.q("fromSrc") == "-":

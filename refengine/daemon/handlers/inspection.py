@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ from ...engine.system import mem_total
 from ...engine.volumes import VolumeStore
 from ...images.store import ImageStore
 from ...libcontainer.cgroups.stats import online_cpus, system_cpu_usage
-from ..http import Request, Response, StreamResponse, json_response
+from ..http import Request, Response, StreamResponse, file_body, json_response
 from ..router import Router
 
 ZERO = "0001-01-01T00:00:00Z"
@@ -95,23 +94,15 @@ def register(router: Router, store: ContainerStore, life: Lifecycle, images: Ima
 
     async def export(request: Request) -> StreamResponse:
         c = store.get(request.params["id"])
-        fd, path = tempfile.mkstemp(prefix="refengine-export-")
+        spool = tempfile.TemporaryFile(prefix="refengine-export-")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                await asyncio.to_thread(images.layers.export, c.id, fh)
+            await asyncio.to_thread(images.layers.export, c.id, spool)
+            spool.seek(0)
         except BaseException:
-            os.unlink(path)
+            spool.close()
             raise
         life.event("export", c, {})
-
-        async def chunks() -> AsyncIterator[bytes]:
-            try:
-                with open(path, "rb") as fh:
-                    while data := fh.read(1 << 20):
-                        yield data
-            finally:
-                os.unlink(path)
-        return StreamResponse(chunks(), content_type="application/x-tar")
+        return StreamResponse(file_body(spool), content_type="application/x-tar")
 
     async def system_df(request: Request) -> Response:
         def collect() -> dict[str, Any]:
