@@ -15,7 +15,7 @@ import json
 import os
 import struct
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -127,10 +127,9 @@ async def read(path: str, opts: ReadOptions, finished: asyncio.Event | None = No
     `tail`, only the last records are kept while the files are read."""
     files = opened if opened is not None else open_files(path)
     live: BinaryIO | None = None  # the live file stays open for follow, as dockerd's reader holds it
-    last: deque[Record] | None = deque(maxlen=max(opts.tail, 0)) if opts.tail is not None else None
-    pending: list[bytes] = []
-    size = 0
-    try:
+
+    def wanted() -> Iterator[Record]:
+        nonlocal live
         for fh in files:
             complete = 0  # bytes up to the last whole line: a line being written is read again by follow
             # what the file holds now: a reader slower than a busy writer must still come to an end
@@ -141,28 +140,27 @@ async def read(path: str, opts: ReadOptions, finished: asyncio.Event | None = No
                     break
                 complete += len(line)
                 rec = _parse(line)
-                if not (rec and _wanted(rec, opts)):
-                    continue
-                if last is not None:
-                    last.append(rec)
-                    continue
-                pending.append(_out(rec, opts))
-                size += len(pending[-1])
-                if size >= CHUNK:
-                    yield b"".join(pending)
-                    pending, size = [], 0
-                    await asyncio.sleep(0)
+                if rec and _wanted(rec, opts):
+                    yield rec
             if fh.name == path and opts.follow:
                 fh.seek(complete)
                 live = fh
             else:
                 fh.close()
-        for rec in last or ():
+
+    try:
+        records: Iterable[Record] = wanted()
+        if opts.tail is not None:
+            records = deque(records, maxlen=max(opts.tail, 0))
+        pending: list[bytes] = []
+        size = 0
+        for rec in records:
             pending.append(_out(rec, opts))
             size += len(pending[-1])
             if size >= CHUNK:
                 yield b"".join(pending)
                 pending, size = [], 0
+                await asyncio.sleep(0)
         if pending:
             yield b"".join(pending)
         if opts.follow:
