@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from refengine.drivers.exec import monitor_proto as proto
+from refengine.drivers.exec.monitor import children as _children
 
 from .daemons import refengined_with_probe
 
@@ -23,18 +24,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="refengined runs conta
 def daemon() -> Iterator[tuple[object, str, int]]:
     with refengined_with_probe("monitor") as d:
         yield d.client, d.image, d.pid
-
-
-def _children(pid: int) -> list[int]:
-    """Children of every thread of `pid` (the kernel lists them per thread that forked them)."""
-    kids: list[int] = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                kids += [int(p) for p in fh.read().split()]
-        except FileNotFoundError:  # a thread that ended meanwhile
-            pass
-    return sorted(kids)
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -294,15 +294,7 @@ class Monitor:
         """Our children besides the payload: orphans of a container in the host's PID namespace that
         reached us while we were a subreaper (monitor_launch.run_split's hand-over, a few ms). None come
         later; these are reaped as they exit instead of staying zombies for the container's life."""
-        me = os.getpid()
-        kids: set[int] = set()
-        try:
-            for tid in os.listdir(f"/proc/{me}/task"):
-                with open(f"/proc/{me}/task/{tid}/children") as fh:
-                    kids.update(int(p) for p in fh.read().split())
-        except OSError:
-            return
-        for pid in kids - {self.pid}:
+        for pid in set(children(os.getpid())) - {self.pid}:
             try:
                 fd = os.pidfd_open(pid)
             except OSError:  # reaped meanwhile by nobody else than us: cannot be; gone is gone
@@ -394,6 +386,22 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         else:
             opts[key] = value
     return opts, oom
+
+
+def children(pid: int) -> list[int]:
+    """The children of every thread of `pid` (the kernel lists them per thread that forked them)."""
+    kids: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                kids += [int(p) for p in fh.read().split()]
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return sorted(kids)
 
 
 def main(argv: list[str]) -> None:
