@@ -205,6 +205,34 @@ def test_start_not_executable_state(api: ApiClient, containers: Containers) -> N
         f"State.ExitCode is {state['ExitCode']!r} after starting a file without execute permission; expected 126")
 
 
+# A refused start: (fields, the status dockerd answers, the State.ExitCode it records). dockerd reads runc's
+# message: the command missing (127) or not executable (126) is the caller's error (400), any other refusal
+# a server error (500) with exit code 128 (daemon/errors.go translateContainerdStartErr; observed on 20.10).
+START_FAILURES: dict[str, tuple[dict[str, Any], int, int]] = {
+    "missing-command": ({"Cmd": ["/no/such/exe"]}, 400, 127),
+    "command-not-in-path": ({"Cmd": ["nosuchcommand"]}, 400, 127),
+    "not-executable": ({"Cmd": ["/etc/passwd"]}, 400, 126),
+    "unknown-user": ({"User": "conformance-nobody"}, 500, 128),
+    "ulimit-soft-above-hard": ({"HostConfig": {"Ulimits": [{"Name": "nofile", "Soft": 10, "Hard": 5}]}}, 500, 128),
+}
+
+
+@pytest.mark.req("api.lifecycle.start-failure-status")
+@pytest.mark.parametrize("case", list(START_FAILURES))
+def test_start_failure_status(api: ApiClient, containers: Containers, case: str) -> None:
+    fields, status, exit_code = START_FAILURES[case]
+    fields = dict(fields)
+    cid = containers.create(fields.pop("Cmd", ["true"]), **fields)
+    resp = api.post(f"/containers/{cid}/start")
+    state = containers.inspect(cid)["State"]
+    assert (resp.status_code, state["ExitCode"]) == (status, exit_code), (
+        f"the refused start ({case}) answered {resp.status_code} {(error_message(resp) or '')[:160]!r} and left "
+        f"State.ExitCode {state['ExitCode']!r}; dockerd answers {status} and records {exit_code}")
+    assert state["Status"] == "created" and state["Running"] is False, (
+        f"after a refused first start State.Status is {state['Status']!r}, Running {state['Running']!r}; "
+        "expected created, not running")
+
+
 # ---------------------------------------------------------------- exit codes and wait
 
 

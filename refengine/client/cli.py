@@ -463,6 +463,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_status(message: str) -> int:
+    """The exit status of a `run` the daemon refused, by the words of its message, as the docker CLI gives it:
+    127 the command was not found, 126 it could not be invoked, 125 anything else."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return 125
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "command", None) is not None and args.cmd in ("run", "exec") and args.command[:1] == ["--"]:
@@ -477,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         return 125
     except ApiError as exc:
         print(f"Error response from daemon: {exc}" if exc.status else f"refengine: {exc}", file=sys.stderr)
-        return 125
+        return _run_status(str(exc)) if args.cmd == "run" else 125
     except OSError as exc:
         print(f"refengine: {exc}", file=sys.stderr)
         return 125

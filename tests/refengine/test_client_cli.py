@@ -44,6 +44,15 @@ def test_run_stdin(loaded) -> None:
     assert (proc.returncode, proc.stdout) == (0, b"through stdin\n")
 
 
+@pytest.mark.parametrize("command,status", [("/no/such/exe", 127), ("nosuchcommand", 127), ("/etc/passwd", 126)])
+def test_run_refused_command_status(loaded, command: str, status: int) -> None:
+    """As the docker CLI: 127 for a command not found, 126 for one that cannot be invoked (the daemon's words)."""
+    host, image = loaded
+    proc = _cli(host, "run", "--rm", image, command)
+    assert proc.returncode == status and command.encode() in proc.stderr, proc
+    assert proc.stderr.count(b"\n") == 1, proc.stderr
+
+
 def test_run_init(loaded) -> None:
     host, image = loaded
     proc = _cli(host, "run", "--rm", "--init", image, "cat", "/proc/1/cmdline")

@@ -26,7 +26,7 @@ from ...libcontainer.process import StartError
 from .. import logs as logmod
 from ..engine import Engine, Job
 from ..errors import Conflict, EngineError, InvalidParameter, NotFound
-from . import ipc, mountpoints
+from . import ipc, mountpoints, starterr
 from .networking import HostFilesOnly, Networking
 from .record import Container, now_rfc3339
 from .runtime import LayerRuntime
@@ -163,10 +163,11 @@ class Lifecycle(LayerRuntime):
             await asyncio.to_thread(ipc.mount_shareable, c, cdir)
         except Exception as exc:  # nothing runs: the rootfs goes again (also for a donor's Conflict)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
-            if isinstance(exc, HostSetupError):
-                raise EngineError(str(exc)) from None  # a server error (500), as dockerd answers
-            if isinstance(exc, (ConfigError, NotFound, OSError)):
+            if isinstance(exc, NotFound):
                 raise InvalidParameter(str(exc)) from None
+            if isinstance(exc, (ConfigError, HostSetupError, OSError)):
+                # what runc would refuse: read as dockerd reads runc's refusal
+                raise self._start_failed(c, starterr.classify(c.path, str(exc))) from None
             raise
         c.log_path = c.log_path or os.path.join(cdir, f"{c.id}-json.log")
         log_cfg = c.host_config.get("LogConfig") or {}
@@ -182,11 +183,8 @@ class Lifecycle(LayerRuntime):
             await self.networking.leave(c)
             await asyncio.to_thread(ipc.release, cdir)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
-            c.state.exit_code, c.state.error, c.state.status = exc.exit_code, str(exc), "exited" \
-                if c.has_been_started else "created"
-            c.state.finished_at = now_rfc3339() if c.has_been_started else c.state.finished_at
-            self.store.save(c)
-            raise InvalidParameter(f"failed to create shim task: OCI runtime create failed: {exc}") from None
+            failure = starterr.classify(c.path, f"failed to create shim task: OCI runtime create failed: {exc}")
+            raise self._start_failed(c, failure) from None
         self.attach_monitor(c, cfg, link)
         st = c.state
         st.status, st.running, st.paused, st.pid, st.exit_code, st.error = "running", True, False, link.pid, 0, ""
@@ -194,6 +192,16 @@ class Lifecycle(LayerRuntime):
         c.has_been_started = True
         self.store.save(c)
         self.event("start", c, {})
+
+    def _start_failed(self, c: Container, failure: starterr.StartFailure) -> EngineError:
+        """Record a refused start in the container's state (dockerd's exit code and error) and return the error
+        to raise. A container that ran before is exited again; one that never ran stays created."""
+        st = c.state
+        st.exit_code, st.error = failure.exit_code, failure.message
+        st.status = "exited" if c.has_been_started else "created"
+        st.finished_at = now_rfc3339() if c.has_been_started else st.finished_at
+        self.store.save(c)
+        return failure.error()
 
     def attach_monitor(self, c: Container, cfg: ContainerConfig, link: monitor_client.MonitorLink) -> Running:
         """Make `link`'s container one of ours: a libcontainer handle for exec/signals/pause/destroy,
