@@ -20,23 +20,23 @@ from conformance.client import RECORD, ApiClient, error_message, json_lines
 from conformance.resources import RUN_LABEL, Containers, Images, Names
 
 
-def _context(files: dict[str, str]) -> bytes:
+def _context(files: dict[str, str], mtime: int = 1700000000) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 1700000000
+            info.size, info.mode, info.mtime = len(data), 0o644, mtime
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
-def _build(api: ApiClient, files: dict[str, str], compress: str = "", **params: Any
+def _build(api: ApiClient, files: dict[str, str], compress: str = "", mtime: int = 1700000000, **params: Any
            ) -> tuple[int, list[dict[str, Any]], Any]:
-    """Send the build (the context tar compressed with gzip/bz2/xz when asked); (status, the stream's
-    messages, the response)."""
+    """Send the build (the context tar compressed with gzip/bz2/xz when asked, its files dated `mtime`);
+    (status, the stream's messages, the response)."""
     query = {"rm": 1, "forcerm": 1, **params}
-    body = _context(files)
+    body = _context(files, mtime)
     if compress:
         body = {"gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}[compress](body)
     resp = api.post("/build", data=body, params={k: (json.dumps(v) if isinstance(v, dict) else v)
@@ -135,6 +135,40 @@ def test_build_compressed_context(marks: Any, api: ApiClient, images: Images, co
     run = containers.run_output(["cat", "/note.txt"], image=f"{repo}:{tag}")
     assert run.stdout == f"sent as {compress}\n", (
         f"COPY from a {compress}-compressed context gave {run.stdout!r} {run.stderr!r}")
+
+
+CACHED = " ---> Using cache"
+
+
+@pytest.mark.req("api.build.cache")
+def test_build_cache(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    """The classic builder's cache: an unchanged build reuses every step (the context's file times do not
+    count); a changed COPY source rebuilds from that step on; nocache=1 rebuilds all."""
+    mark = marks()
+    dockerfile = (_head(containers, mark) + "ENV STEP=cached\nCOPY note.txt /note.txt\n"
+                  "RUN echo ran-$(cat /note.txt)\n")
+
+    def build(note: str, mtime: int, **params: Any) -> tuple[str, str]:
+        repo, tag = images.new_ref("cached")
+        status, messages, resp = _build(api, {"Dockerfile": dockerfile, "note.txt": note + "\n"}, mtime=mtime,
+                                        t=f"{repo}:{tag}", **params)
+        assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
+        return _built_id(messages), _output(messages)
+
+    first, out = build("one", 1700000000)
+    assert CACHED not in out and "ran-one" in out, f"the first build of a new Dockerfile used a cache: {out!r}"
+    again, out = build("one", 1800000000)
+    assert (again, out.count(CACHED), "ran-one" in out) == (first, 4, False), (
+        f"the same build again (only the files' times changed) gave {again} (first {first}) with "
+        f"{out.count(CACHED)} cached steps; dockerd reuses all 4 steps after FROM (LABEL, ENV, COPY, RUN) and "
+        f"the same image: {out!r}")
+    changed, out = build("two", 1700000000)
+    assert changed != first and out.count(CACHED) == 2 and "ran-two" in out, (
+        f"after the COPY source changed the build gave {out.count(CACHED)} cached steps and {changed} (first "
+        f"{first}); dockerd reuses LABEL and ENV only, then copies and runs again: {out!r}")
+    fresh, out = build("one", 1700000000, nocache=1)
+    assert fresh != first and CACHED not in out and "ran-one" in out, (
+        f"with nocache=1 the build gave {fresh} (first {first}) with {out.count(CACHED)} cached steps: {out!r}")
 
 
 @pytest.mark.req("api.build.multi-stage")

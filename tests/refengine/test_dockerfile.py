@@ -1,9 +1,13 @@
-"""The builder's Dockerfile reading and $VAR expansion."""
+"""The builder's Dockerfile reading, $VAR expansion and COPY checksum."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pytest
 
+from refengine.engine.build.builder import _contents_digest
 from refengine.engine.build.dockerfile import expand, parse
 from refengine.engine.errors import InvalidParameter
 
@@ -34,3 +38,20 @@ def test_refused(text: str, message: str) -> None:
 def test_expand() -> None:
     env = {"A": "1", "EMPTY": ""}
     assert expand("$A-${A}-${B:-dflt}-${A:+alt}-${EMPTY:-e}-${B:+x}-\\$A", env) == "1-1-dflt-alt-e--$A"
+
+
+def test_copy_checksum_ignores_times_not_modes() -> None:
+    """The COPY cache key (builder._contents_digest): a touched file keeps it, a chmod or new bytes change it."""
+    def tar(data: bytes, mode: int, mtime: int) -> io.BytesIO:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            info = tarfile.TarInfo("a/file")
+            info.size, info.mode, info.mtime = len(data), mode, mtime
+            t.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        return buf
+
+    base = _contents_digest(tar(b"x", 0o644, 1))
+    assert _contents_digest(tar(b"x", 0o644, 2)) == base
+    assert _contents_digest(tar(b"x", 0o755, 1)) != base
+    assert _contents_digest(tar(b"y", 0o644, 1)) != base

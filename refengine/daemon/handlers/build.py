@@ -34,7 +34,8 @@ def register(router: Router, engine: Engine) -> None:
             raise InvalidParameter("a remote build context is not supported by refengine (send the context as the body)")
         opts = BuildOptions(dockerfile=request.q("dockerfile") or "Dockerfile", tags=request.query.get("t") or [],
                             buildargs=_json_param(request, "buildargs"), labels=_json_param(request, "labels"),
-                            rm=request.qbool("rm", True), forcerm=request.qbool("forcerm"), quiet=request.qbool("q"))
+                            rm=request.qbool("rm", True), forcerm=request.qbool("forcerm"), quiet=request.qbool("q"),
+                            nocache=request.qbool("nocache"))
         lines = await engine.run("image_build", body=request.chunks(), options=opts)
         return StreamResponse(lines, content_type="application/json")
 

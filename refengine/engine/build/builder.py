@@ -6,8 +6,14 @@ filesystem and commit it; the other instructions change the run config and commi
 without a layer of changes (history `#(nop)`, as dockerd records them). The messages are dockerd's
 (`Step i/n : ...`, ` ---> <id>`, the RUN output, `Successfully built/tagged`, the aux ID).
 
-Not done: a build cache (every build runs every step), `FROM scratch`, ADD from URLs (nothing
-leaves this host), --chown by name. Each is refused with a message, not ignored.
+The build cache is the classic builder's: a step whose parent image already has a child committed
+with the same run config and command (for COPY/ADD the command names a checksum of the sources'
+contents and modes, not their times) reuses that child (` ---> Using cache`); the first miss ends the
+probing for the rest of the build; `nocache=1` skips it.
+
+Not done: `FROM scratch`, ADD from URLs (nothing leaves this host), --chown by name (each refused with
+a message, not ignored); `cachefrom` images are not consulted (only the local cache: fewer hits, the
+same images).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -28,6 +35,8 @@ from typing import Any, BinaryIO
 from ...images import reference as refs
 from ...images.errors import InvalidArgument
 from ...images.importer import CHANGE_COMMANDS, apply_changes
+from ...images.store import Image
+from ...images.views import container_config
 from ..containers.lifecycle import Lifecycle
 from ..containers.rootfs_files import extract, resolve
 from ..containers.store import ContainerStore
@@ -37,6 +46,7 @@ from ..system import VERSION
 from .dockerfile import Instruction, env_dict, expand, instruction, parse
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+USING_CACHE = {"stream": " ---> Using cache\n"}
 log = logging.getLogger(__name__)
 EXPANDED = ("env", "label", "expose", "user", "workdir", "volume", "stopsignal", "copy", "add", "arg", "from")
 
@@ -58,6 +68,7 @@ class BuildOptions:
     rm: bool = True
     forcerm: bool = False
     quiet: bool = False
+    nocache: bool = False
 
 
 @dataclass
@@ -76,6 +87,7 @@ class Builder:
         self.stages: list[Stage] = []
         self.global_args: dict[str, str] = {}
         self.used_args: set[str] = set()
+        self.cache_busted = opts.nocache  # after the first miss no step is looked up (dockerd's rule)
 
     # --- the steps ------------------------------------------------------------------------------
     async def run(self, steps: list[Instruction]) -> AsyncIterator[dict[str, Any]]:
@@ -121,10 +133,12 @@ class Builder:
             async for msg in self._run(stage, step):
                 yield msg
         elif cmd in ("copy", "add"):
-            await self._copy(stage, step, rest)
+            if await self._copy(stage, step, rest):
+                yield USING_CACHE
         else:
             config = self._configure(stage, cmd, rest, step)
-            await self._commit_nop(stage, config, step, workdir=cmd == "workdir")
+            if await self._commit_nop(stage, config, step, workdir=cmd == "workdir"):
+                yield USING_CACHE
 
     def _stage(self, step: Instruction) -> Stage:
         if not self.stages:
@@ -222,8 +236,11 @@ class Builder:
         stage.image_id, stage.config = image.id, {**clean, **({"_author": author} if author else {})}
 
     async def _commit_nop(self, stage: Stage, config: dict[str, Any], step: Instruction,
-                          workdir: bool = False) -> None:
+                          workdir: bool = False) -> bool:
+        """Commit a step that changes only the config; True when the cache had it."""
         nop = [*DEFAULT_SHELL[:1], "-c", f"#(nop) {step.original}"]
+        if self._from_cache(stage, config, nop):
+            return True
         cid = await self._container(stage, nop)
         try:
             if workdir and config.get("WorkingDir"):  # dockerd makes the directory in the image
@@ -232,6 +249,31 @@ class Builder:
             await self._commit(stage, cid, config, nop)
         finally:
             await self.engine.run("container_remove", cid, force=True, volumes=True)
+        return False
+
+    # --- the cache ------------------------------------------------------------------------------
+    def _from_cache(self, stage: Stage, config: dict[str, Any], created_by: list[str]) -> bool:
+        """Move `stage` to the newest child of its image committed with this run config and command, as
+        dockerd's classic cache does; False (and no more probing) when there is none."""
+        if self.cache_busted:
+            return False
+        want = _cache_key({**config, "Cmd": created_by})
+        hits: list[Image] = []
+        for child in self.images.children(stage.image_id):
+            try:
+                image = self.images.by_id(child)
+            except NotFound:  # removed meanwhile
+                continue
+            if _cache_key(image.document.get("container_config")) == want:
+                hits.append(image)
+        if not hits:
+            self.cache_busted = True
+            return False
+        image = max(hits, key=lambda i: str(i.document.get("created") or ""))
+        author = str(image.document.get("author") or "")
+        stage.image_id = image.id
+        stage.config = {**copy.deepcopy(dict(image.config)), **({"_author": author} if author else {})}
+        return True
 
     def _in_rootfs(self, cid: str, fn: Any) -> Any:
         root = self.images.layers.mount(cid)
@@ -253,6 +295,10 @@ class Builder:
         argv = argv or [*stage.shell, rest]
         args = {k: v for k, v in stage.args.items() if k not in env_dict(stage.config.get("Env"))}
         env = [*(stage.config.get("Env") or []), *(f"{k}={v}" for k, v in args.items())]
+        history = argv if not args else [f"|{len(args)}", *(f"{k}={v}" for k, v in args.items()), *argv]
+        if self._from_cache(stage, stage.config, history):
+            yield USING_CACHE
+            return
         cid = await self._container(stage, argv, env)
         yield {"stream": f" ---> Running in {cid[:12]}\n"}
         ok = False
@@ -271,7 +317,6 @@ class Builder:
             code = await exited
             if code != 0:
                 raise BuildError(f"The command '{' '.join(argv)}' returned a non-zero code: {code}", code)
-            history = argv if not args else [f"|{len(args)}", *(f"{k}={v}" for k, v in args.items()), *argv]
             await self._commit(stage, cid, copy.deepcopy(stage.config), history)
             ok = True
         finally:
@@ -279,7 +324,8 @@ class Builder:
                 async for msg in self._remove(cid):
                     yield msg
 
-    async def _copy(self, stage: Stage, step: Instruction, rest: str) -> None:
+    async def _copy(self, stage: Stage, step: Instruction, rest: str) -> bool:
+        """COPY/ADD as a commit of the sources' tar; True when the cache had it."""
         cmd = step.command
         words = json.loads(rest) if rest.startswith("[") else rest.split()
         if len(words) < 2:
@@ -301,14 +347,18 @@ class Builder:
                 root = await asyncio.to_thread(self.images.layers.mount, holder)
             else:
                 root = self.context
-            data = await asyncio.to_thread(self._tar_sources, root, sources, dest, owner,
-                                           cmd == "add" and from_stage is None)
+            data, kind = await asyncio.to_thread(self._tar_sources, root, sources, dest, owner,
+                                                 cmd == "add" and from_stage is None)
         finally:
             if holder is not None:
                 await asyncio.to_thread(self.images.layers.unmount, holder)
                 await self.engine.run("container_remove", holder, force=True, volumes=True)
-        created_by = [*DEFAULT_SHELL[:1], "-c", f"#(nop) {step.original}"]
         try:
+            digest = await asyncio.to_thread(_contents_digest, data)
+            # dockerd's form: the sources by checksum, so a changed file misses the cache and a touched one hits
+            created_by = [*DEFAULT_SHELL[:1], "-c", f"#(nop) {cmd.upper()} {kind}:{digest} in {dest} "]
+            if self._from_cache(stage, stage.config, created_by):
+                return True
             cid = await self._container(stage, created_by)
             try:
                 await asyncio.to_thread(self._in_rootfs, cid, lambda r: extract(data, r))
@@ -317,6 +367,7 @@ class Builder:
                 await self.engine.run("container_remove", cid, force=True, volumes=True)
         finally:
             data.close()
+        return False
 
     def _stage_by_ref(self, ref: str) -> Stage:
         for i, s in enumerate(self.stages[:-1]):
@@ -334,9 +385,11 @@ class Builder:
         return int(user), int(group or user)
 
     @staticmethod
-    def _tar_sources(root: str, sources: list[str], dest: str, owner: tuple[int, int], unpack: bool) -> BinaryIO:
+    def _tar_sources(root: str, sources: list[str], dest: str, owner: tuple[int, int], unpack: bool
+                     ) -> tuple[BinaryIO, str]:
         """The sources as one tar rooted at the container's `/`: dockerd's COPY rules for a file, a
-        directory (its contents) and several sources (dest must then be a directory)."""
+        directory (its contents) and several sources (dest must then be a directory); and what they
+        are, as dockerd names them in the step's history (file, dir or multi)."""
         matched: list[str] = []
         for src in sources:
             hits = sorted(glob.glob(os.path.join(root, src.lstrip("/")))) if any(c in src for c in "*?[") else [
@@ -368,7 +421,7 @@ class Builder:
                     return info
                 tar.add(path, arcname=base, recursive=True, filter=owned)
         buf.seek(0)
-        return buf
+        return buf, "multi" if len(matched) > 1 else "dir" if os.path.isdir(matched[0]) else "file"
 
     # --- names ----------------------------------------------------------------------------------
     @staticmethod
@@ -426,6 +479,31 @@ async def build(engine: Engine, store: ContainerStore, life: Lifecycle, context_
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     return lines()
+
+
+def _cache_key(config: dict[str, Any] | None) -> str:
+    """A committed step's run config as the cache compares it: Go's shape, without the fields a container
+    sets for itself (dockerd's compare skips Image and Hostname)."""
+    shaped = container_config({k: v for k, v in (config or {}).items() if not k.startswith("_")})
+    for name in ("Image", "Hostname", "Domainname"):
+        shaped.pop(name, None)
+    return json.dumps(shaped, sort_keys=True)
+
+
+def _contents_digest(tar: BinaryIO) -> str:
+    """sha256 over the sources' names, types, modes, owners, link targets and bytes (not their times)."""
+    digest = hashlib.sha256()
+    tar.seek(0)
+    with tarfile.open(fileobj=tar, mode="r:") as archive:
+        for member in archive:
+            digest.update(json.dumps([member.name, member.type.decode(), member.mode, member.uid, member.gid,
+                                      member.linkname, member.size]).encode())
+            if member.isfile():
+                src = archive.extractfile(member)
+                while src is not None and (piece := src.read(1 << 16)):
+                    digest.update(piece)
+    tar.seek(0)
+    return digest.hexdigest()
 
 
 def _unpack_context(tar_path: str, dest: str) -> None:
