@@ -10,9 +10,11 @@ instead of failing a check whose subject is something else.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -216,3 +218,12 @@ def error_message(resp: requests.Response) -> str | None:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return body["message"]
     return None
+
+
+def daemon_now(api: ApiClient) -> float:
+    """The daemon's clock (Unix seconds) from /info SystemTime: since/until filters are read on its clock."""
+    stamp = api.get("/info", validate=RECORD).json()["SystemTime"]  # the daemon clock: scene-setting
+    m = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
+    assert m, f"/info SystemTime {stamp!r} is not an RFC 3339 time"
+    whole = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))
+    return whole.timestamp() + (float("0." + m[2]) if m[2] else 0.0)

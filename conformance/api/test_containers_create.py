@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.client import RECORD, ApiClient, error_message
+from conformance.client import RECORD, ApiClient, daemon_now, error_message
 from conformance.resources import Containers, Names
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -800,6 +800,22 @@ def test_prune_by_label(api: ApiClient, containers: Containers, names: Names) ->
     left = _ids(_list(api, _filters(labels), all=1))
     assert left == {trio["running"]}, f"after prune {sorted(i[:12] for i in left)} remain; expected only the running one"
     assert api.get(f"/containers/{bystander}/json").status_code == 200, "prune removed a container outside its label filter"
+
+
+@pytest.mark.req("api.containers.prune.until")
+def test_prune_until(api: ApiClient, containers: Containers, names: Names) -> None:
+    labels = _case(names)
+    cid, _ = containers.run_to_exit(["true"], Labels=labels)
+    later = f"{daemon_now(api) + 2:.3f}"  # on the daemon's clock (dockerd reads a duration to whole seconds)
+    for until in ("978307200", "1h"):  # 2001-01-01, and a duration: an hour ago; the container is younger
+        resp = api.post("/containers/prune", params={"filters": {**_filters(labels), "until": [until]}})
+        assert resp.status_code == 200, f"POST /containers/prune until={until} answered {resp.status_code}"
+        assert api.get(f"/containers/{cid}/json").status_code == 200, (
+            f"prune with until={until} removed {cid[:12]}, created seconds ago "
+            f"(ContainersDeleted {resp.json().get('ContainersDeleted')}); only containers created before it may go")
+    resp = api.post("/containers/prune", params={"filters": {**_filters(labels), "until": [later]}})
+    assert resp.status_code == 200 and resp.json().get("ContainersDeleted") == [cid], (
+        f"prune with until={later} (2 s from now) answered {resp.status_code} {resp.text[:200]!r}; expected {cid[:12]} removed")
 
 
 @pytest.mark.req("api.containers.prune.response")

@@ -7,16 +7,14 @@ this check created (a label unique to the check, or the object's own ID or name)
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.parse
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import pytest
 
-from conformance.client import RECORD, ApiClient, error_message, json_lines
+from conformance.client import ApiClient, daemon_now, error_message, json_lines
 from conformance.resources import Containers, Images, Names, Networks, Volumes
 from conformance.streams import hijack
 from conformance.target import Target
@@ -24,15 +22,6 @@ from conformance.target import Target
 Event = dict[str, Any]
 LIFECYCLE = ("create", "start", "die", "destroy")
 CHECK_LABEL = "org.conformance.events-check"
-
-
-def _daemon_now(api: ApiClient) -> float:
-    """The daemon's clock (Unix seconds) from /info SystemTime: since/until are read on its clock."""
-    stamp = api.get("/info", validate=RECORD).json()["SystemTime"]  # the daemon clock: scene-setting
-    m = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
-    assert m, f"/info SystemTime {stamp!r} is not an RFC 3339 time"
-    whole = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))
-    return whole.timestamp() + (float("0." + m[2]) if m[2] else 0.0)
 
 
 def _stamp(t: float) -> str:
@@ -46,7 +35,7 @@ def _own(names: Names) -> tuple[dict[str, str], dict[str, list[str]]]:
 
 
 def _window(api: ApiClient, since: float, filters: dict[str, list[str]], until: float | None = None) -> list[Event]:
-    until = _daemon_now(api) if until is None else until
+    until = daemon_now(api) if until is None else until
     resp = api.get("/events", params={"since": _stamp(since), "until": _stamp(until), "filters": filters},
                    timeout=30)
     assert resp.status_code == 200, (
@@ -100,7 +89,7 @@ def _has_all(actor: str, wanted: tuple[str, ...]) -> Callable[[list[Event]], boo
 @pytest.mark.req("api.events.container-lifecycle")
 def test_container_lifecycle(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     cid = _lifecycle(api, containers, labels)
     events = _collect(api, since, flt, _has_all(cid, LIFECYCLE))
     actions = _actions(events, cid)
@@ -115,9 +104,9 @@ def test_container_lifecycle(api: ApiClient, containers: Containers, names: Name
 @pytest.mark.req("api.events.json-lines")
 def test_json_lines(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     _lifecycle(api, containers, labels)
-    resp = api.get("/events", params={"since": _stamp(since), "until": _stamp(_daemon_now(api)), "filters": flt})
+    resp = api.get("/events", params={"since": _stamp(since), "until": _stamp(daemon_now(api)), "filters": flt})
     assert resp.status_code == 200, f"GET /events answered {resp.status_code}; expected 200"
     ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
     assert ctype == "application/json", f"GET /events Content-Type is {ctype!r}; expected application/json"
@@ -136,7 +125,7 @@ def test_actor_attributes(api: ApiClient, containers: Containers, names: Names) 
     labels, flt = _own(names)
     labels["org.conformance.extra"] = "a value with spaces"
     name = names("evattr")
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     cid = _lifecycle(api, containers, labels, name=name)
     events = _collect(api, since, flt, _has_all(cid, ("create", "destroy")))
     create = [e for e in events if e.get("Action") == "create" and e.get("Actor", {}).get("ID") == cid]
@@ -152,10 +141,10 @@ def test_actor_attributes(api: ApiClient, containers: Containers, names: Names) 
 @pytest.mark.req("api.events.timestamps")
 def test_timestamps(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api)
+    since = daemon_now(api)
     cid = _lifecycle(api, containers, labels)
     _collect(api, since, flt, _has_all(cid, LIFECYCLE))
-    until = _daemon_now(api)
+    until = daemon_now(api)
     events = _window(api, since, flt, until)
     assert events, "no events in the window of a container's whole life"
     previous = 0
@@ -172,7 +161,7 @@ def test_timestamps(api: ApiClient, containers: Containers, names: Names) -> Non
 @pytest.mark.req("api.events.die-exit-code")
 def test_die_exit_code(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     cid, code = containers.run_to_exit(["sh", "-c", "exit 3"], Labels=labels)
     assert code == 3, f"the container exited {code}; expected 3"
     events = _collect(api, since, flt, _has_all(cid, ("die",)))
@@ -186,7 +175,7 @@ def test_die_exit_code(api: ApiClient, containers: Containers, names: Names) -> 
 def test_exec_events(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
     cid = containers.run_long(Labels=labels)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     resp = api.post(f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "exit 2"]})
     assert resp.status_code == 201, f"exec create answered {resp.status_code}"
     eid = resp.json()["Id"]
@@ -241,7 +230,7 @@ def test_container_action_event(api: ApiClient, containers: Containers, names: N
     labels, flt = _own(names)
     name = names("act")
     cid = containers.run_long(Labels=labels, name=name, Tty=operation == "resize")
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     resp = request(api, cid)
     assert resp.status_code in (200, 204), f"{operation} answered {resp.status_code} {error_message(resp)!r}"
     resp.close()
@@ -258,7 +247,7 @@ def test_container_action_event(api: ApiClient, containers: Containers, names: N
 def test_stop_events(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
     cid = containers.run_long(Labels=labels)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     resp = api.post(f"/containers/{cid}/stop", params={"t": 1}, timeout=30)
     assert resp.status_code == 204, f"stop answered {resp.status_code}; expected 204"
     events = _collect(api, since, flt, _has_all(cid, ("kill", "die", "stop")))
@@ -272,7 +261,7 @@ def test_stop_events(api: ApiClient, containers: Containers, names: Names) -> No
 @pytest.mark.req("api.events.filter-type")
 def test_filter_type(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     cid = _lifecycle(api, containers, labels)
     _collect(api, since, flt, _has_all(cid, LIFECYCLE))
     only = _window(api, since, {**flt, "type": ["container"]})
@@ -286,7 +275,7 @@ def test_filter_type(api: ApiClient, containers: Containers, names: Names) -> No
 @pytest.mark.req("api.events.filter-event")
 def test_filter_event(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     cid = _lifecycle(api, containers, labels)
     _collect(api, since, flt, _has_all(cid, LIFECYCLE))
     actions = _actions(_window(api, since, {**flt, "event": ["start"]}))
@@ -296,7 +285,7 @@ def test_filter_event(api: ApiClient, containers: Containers, names: Names) -> N
 @pytest.mark.req("api.events.filter-or")
 def test_filter_or_and(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     first = _lifecycle(api, containers, labels)
     second = _lifecycle(api, containers, labels)
     _collect(api, since, flt, _has_all(second, LIFECYCLE))
@@ -312,7 +301,7 @@ def test_filter_or_and(api: ApiClient, containers: Containers, names: Names) -> 
 @pytest.mark.parametrize("by", ["id", "name"])
 def test_filter_container(api: ApiClient, containers: Containers, names: Names, by: str) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     name = names("evpick")
     picked = _lifecycle(api, containers, labels, name=name)
     other = _create_remove(api, containers, labels)
@@ -327,7 +316,7 @@ def test_filter_container(api: ApiClient, containers: Containers, names: Names, 
 @pytest.mark.req("api.events.filter-label")
 def test_filter_label(api: ApiClient, containers: Containers, names: Names) -> None:
     key = f"org.conformance.{names('evkey')}"
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     a = _lifecycle(api, containers, {key: "a"})
     b = _create_remove(api, containers, {key: "b"})
     _collect(api, since, {"label": [key]}, _has_all(b, ("create", "destroy")))
@@ -341,7 +330,7 @@ def test_filter_label(api: ApiClient, containers: Containers, names: Names) -> N
 def test_image_tag_untag(api: ApiClient, images: Images, probe: Any) -> None:
     repo, tag = images.new_ref("evtag")
     ref = f"{repo}:{tag}"
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     resp = api.post(f"/images/{probe.base}/tag", params={"repo": repo, "tag": tag})
     assert resp.status_code == 201, f"tagging answered {resp.status_code}; expected 201"
     # Image inspect's body is the images checks' business; here only the ID matters.
@@ -368,7 +357,7 @@ def test_image_tag_untag(api: ApiClient, images: Images, probe: Any) -> None:
 
 @pytest.mark.req("api.events.volume-events")
 def test_volume_events(api: ApiClient, volumes: Volumes) -> None:
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     name = volumes.create()["Name"]
     resp = api.delete(f"/volumes/{name}")
     assert resp.status_code == 204, f"removing volume {name} answered {resp.status_code}; expected 204"
@@ -381,7 +370,7 @@ def test_volume_events(api: ApiClient, volumes: Volumes) -> None:
 
 @pytest.mark.req("api.events.network-events")
 def test_network_events(api: ApiClient, networks: Networks, names: Names) -> None:
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     name = names("evnet")
     nid = networks.create(name)
     resp = api.delete(f"/networks/{nid}")
@@ -398,10 +387,10 @@ def test_network_events(api: ApiClient, networks: Networks, names: Names) -> Non
 @pytest.mark.req("api.events.unknown-type-filter")
 def test_unknown_type_filter(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
-    since = _daemon_now(api) - 1
+    since = daemon_now(api) - 1
     cid = _lifecycle(api, containers, labels)
     _collect(api, since, flt, _has_all(cid, LIFECYCLE))
-    resp = api.get("/events", params={"since": _stamp(since), "until": _stamp(_daemon_now(api)),
+    resp = api.get("/events", params={"since": _stamp(since), "until": _stamp(daemon_now(api)),
                                       "filters": {**flt, "type": ["nope"]}})
     if resp.status_code == 400:
         assert error_message(resp), f"400 body {resp.text[:200]!r} is not {{'message': ...}}"
@@ -413,7 +402,7 @@ def test_unknown_type_filter(api: ApiClient, containers: Containers, names: Name
 @pytest.mark.req("api.events.malformed-filters")
 @pytest.mark.deviation("docker", reason="dockerd 20.10 returns the JSON decoding error of filters as 500")
 def test_malformed_filters(api: ApiClient) -> None:
-    now = _daemon_now(api)
+    now = daemon_now(api)
     resp = api.get("/events", params={"since": _stamp(now - 5), "until": _stamp(now), "filters": "{bad"})
     assert resp.status_code == 400, f"filters={{bad answered {resp.status_code}; expected 400"
     assert error_message(resp), f"body {resp.text[:200]!r} is not {{'message': ...}}"
@@ -422,14 +411,14 @@ def test_malformed_filters(api: ApiClient) -> None:
 @pytest.mark.req("api.events.bad-since")
 @pytest.mark.deviation("docker", reason="dockerd 20.10 returns the strconv error of since as 500")
 def test_bad_since(api: ApiClient) -> None:
-    resp = api.get("/events", params={"since": "yesterday-ish", "until": _stamp(_daemon_now(api))})
+    resp = api.get("/events", params={"since": "yesterday-ish", "until": _stamp(daemon_now(api))})
     assert resp.status_code == 400, f"since=yesterday-ish answered {resp.status_code}; expected 400"
     assert error_message(resp), f"body {resp.text[:200]!r} is not {{'message': ...}}"
 
 
 @pytest.mark.req("api.events.since-after-until")
 def test_since_after_until(api: ApiClient) -> None:
-    now = _daemon_now(api)
+    now = daemon_now(api)
     resp = api.get("/events", params={"since": _stamp(now + 10), "until": _stamp(now - 10)})
     assert resp.status_code == 400, f"since 20 s after until answered {resp.status_code}; expected 400"
     assert error_message(resp), f"body {resp.text[:200]!r} is not {{'message': ...}}"
@@ -439,7 +428,7 @@ def test_since_after_until(api: ApiClient) -> None:
 def test_until_without_since(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
     cid = _lifecycle(api, containers, labels)
-    resp = api.get("/events", params={"until": _stamp(_daemon_now(api)), "filters": flt}, timeout=20)
+    resp = api.get("/events", params={"until": _stamp(daemon_now(api)), "filters": flt}, timeout=20)
     assert resp.status_code == 200, f"GET /events with only until answered {resp.status_code}; expected 200"
     got = _actions(json_lines(resp.content), cid)
     # dockerd answers from its buffer of recent events (since defaults to its start), as with since=0.
@@ -452,7 +441,7 @@ def test_until_without_since(api: ApiClient, containers: Containers, names: Name
 def test_future_window(api: ApiClient, containers: Containers, names: Names) -> None:
     labels, flt = _own(names)
     _lifecycle(api, containers, labels)
-    now = _daemon_now(api)
+    now = daemon_now(api)
     started = time.monotonic()
     # since/until are read to the nanosecond; 0.5 s ahead stays in the future while the request travels, even on
     # a loaded machine (a GET reaches the daemon in milliseconds), and the daemon must still wait for until.

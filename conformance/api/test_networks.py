@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conformance.client import ApiClient, error_message
+from conformance.client import ApiClient, daemon_now, error_message
 from conformance.early import EarlyRequests
 from conformance.resources import RUN_LABEL, Containers, Names, Networks
 
@@ -274,6 +274,22 @@ def test_prune_by_label(api: ApiClient, names: Names, networks: Networks, contai
     assert api.get(f"/networks/{doomed}").status_code == 404, "the pruned network still exists"
     for nid in (kept, busy):
         assert _inspect(api, nid)["Id"] == nid
+
+
+@pytest.mark.req("api.networks.prune-until")
+def test_prune_until(api: ApiClient, names: Names, networks: Networks) -> None:
+    key = f"org.conformance.prune-{names('p')}"
+    nid, name, _, _ = _subnet_network(api, networks, labels={key: "yes"})
+    later = f"{daemon_now(api) + 2:.3f}"  # on the daemon's clock (dockerd reads a duration to whole seconds)
+    for until in ("978307200", "1h"):  # 2001-01-01, and a duration: an hour ago; the network is younger
+        resp = api.post("/networks/prune", params={"filters": {"label": [f"{key}=yes"], "until": [until]}})
+        assert resp.status_code == 200, f"POST /networks/prune until={until} answered {resp.status_code}"
+        assert api.get(f"/networks/{nid}").status_code == 200, (
+            f"prune with until={until} deleted {name}, created seconds ago "
+            f"(NetworksDeleted {resp.json().get('NetworksDeleted')}); only networks created before it may go")
+    resp = api.post("/networks/prune", params={"filters": {"label": [f"{key}=yes"], "until": [later]}})
+    assert resp.status_code == 200 and (resp.json().get("NetworksDeleted") or []) == [name], (
+        f"prune with until={later} (2 s from now) answered {resp.status_code} {resp.text[:200]!r}; expected {name} deleted")
 
 
 # ---------------------------------------------------------------- connect and disconnect

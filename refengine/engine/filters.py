@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
+import time
 from collections.abc import Iterable, Mapping
 
 from .errors import InvalidParameter
@@ -69,3 +72,43 @@ def boolean(filters: Filters, key: str) -> bool | None:
     if value in ("false", "0"):
         return False
     raise InvalidParameter(f"Invalid filter '{key}={values[-1]}'")
+
+
+# Go's time.ParseDuration units, as dockerd reads a relative `until` ("10m", "1h30m", "1.5h")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+# the layouts dockerd's timestamp reading tries (RFC3339 with or without zone, down to a date)
+_LAYOUTS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H", "%Y-%m-%d")
+
+
+def timestamp(value: str, now: float | None = None) -> float | None:
+    """A filter's point in time as Unix seconds: Unix seconds (with a fraction), a Go duration before
+    `now`, or an RFC 3339 time or date (without a zone: the daemon's local time). None if unreadable."""
+    now = time.time() if now is None else now
+    if re.fullmatch(r"-?\d+(\.\d+)?", value):
+        return float(value)
+    if re.fullmatch(r"(?:" + _DURATION.pattern + r")+", value):
+        return now - sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(value))
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    zone = re.search(r"[+-]\d{2}:\d{2}$", text)
+    body, tz = (text[:zone.start()], dt.datetime.strptime(zone.group().replace(":", ""), "%z").tzinfo) \
+        if zone else (text, None)
+    body = re.sub(r"(\.\d{6})\d+$", r"\1", body)  # nanoseconds: strptime reads six digits
+    for layout in _LAYOUTS:
+        try:
+            parsed = dt.datetime.strptime(body, layout)
+        except ValueError:
+            continue
+        return (parsed.replace(tzinfo=tz) if tz else parsed.astimezone()).timestamp()
+    return None
+
+
+def until(filters: Filters, now: float | None = None) -> float | None:
+    """The prune filter `until` as Unix seconds (None when absent); unreadable is a 400, as dockerd."""
+    values = filters.get("until")
+    if not values:
+        return None
+    point = timestamp(values[-1], now)
+    if point is None:
+        raise InvalidParameter(f"invalid filter 'until={values[-1]}'")
+    return point

@@ -16,6 +16,7 @@ from typing import Any
 from ..images import distribution
 from ..images import reference as refs
 from ..images.store import ImageStore
+from ..images.views import parse_time
 from . import filters as flt
 from . import progress_stream
 from .containers.jobs import ResolvedImage
@@ -111,23 +112,9 @@ def register(engine: Engine, store: ImageStore, container_count: Callable[[str],
     async def prune(job: Job) -> dict[str, Any]:
         f = flt.parse(job.getenv("filters"), ("dangling", "label", "label!", "until"))
         dangling_only = flt.boolean(f, "dangling")
-        dangling_only = True if dangling_only is None else dangling_only
-        deleted: list[dict[str, str]] = []
-        for summary in await asyncio.to_thread(store.summaries, False, None, container_count=container_count):
-            if summary.get("Containers", 0) > 0:
-                continue
-            if dangling_only and summary.get("RepoTags") not in (None, [], ["<none>:<none>"]):
-                continue
-            if "label" in f and not flt.match_labels(summary.get("Labels"), f["label"]):
-                continue
-            if "label!" in f and not flt.match_no_labels(summary.get("Labels"), f["label!"]):
-                continue
-            try:
-                deleted += await asyncio.to_thread(store.delete, summary["Id"], False, True)
-            except Exception as exc:  # in use meanwhile, or a conflict: not pruned, as dockerd
-                if getattr(exc, "http_status", 500) not in (404, 409):
-                    raise
-        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0}
+        if "dangling" in f and dangling_only is None:
+            raise InvalidParameter(f"Invalid filter 'dangling={f['dangling'][-1]}'")
+        return await asyncio.to_thread(prune_images, store, f, True if dangling_only is None else dangling_only)
 
     async def pull(job: Job) -> AsyncIterator[bytes]:
         """`POST /images/create?fromImage=`: progress lines; errors before the first one raise."""
@@ -169,3 +156,46 @@ def pull_reference(image: str, tag: str) -> refs.Reference:
 
 def progress_lines(messages: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(m).encode() + b"\r\n" for m in messages)
+
+
+def prune_images(store: ImageStore, f: flt.Filters, dangling_only: bool) -> dict[str, Any]:
+    """dockerd's ImagesPrune: of the images without children (all images with dangling=false), an untagged
+    one that has children is left to its child's removal; `until` and the labels pick; a dangling-only
+    prune deletes no tagged image; an image a container uses is a conflict and stays. SpaceReclaimed is
+    the size of the candidates' own layers that went with them."""
+    until = flt.until(f)
+    images = store.images()
+    parents = {image.parent for image in images if image.parent}
+    candidates = [image for image in images if not dangling_only or image.id not in parents]
+    own_sizes = {image.top_layer: store.layers.get(image.top_layer).size for image in candidates
+                 if image.top_layer and store.layers.has(image.top_layer)}
+    deleted: list[dict[str, str]] = []
+    for image in candidates:
+        refs_of = store.references(image.id)
+        if not refs_of and image.id in parents:
+            continue
+        if until is not None and _created(image.document.get("created")) > until:
+            continue
+        labels = image.config.get("Labels") or {}
+        if ("label" in f and not flt.match_labels(labels, f["label"])) or (
+                "label!" in f and not flt.match_no_labels(labels, f["label!"])):
+            continue
+        if refs_of:
+            if dangling_only and any(r.is_tagged for r in refs_of):
+                continue
+            names = [r.familiar for r in refs_of]
+        else:
+            names = [image.id]
+        for name in names:
+            try:
+                deleted += store.delete(name, False, True)
+            except Exception as exc:  # in use, or gone meanwhile: not pruned, as dockerd
+                if getattr(exc, "http_status", 500) not in (404, 409):
+                    raise
+    reclaimed = sum(own_sizes.get(item.get("Deleted", ""), 0) for item in deleted)
+    return {"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}  # [] where dockerd sends null: the schema has an array
+
+
+def _created(text: str | None) -> float:
+    parsed = parse_time(text)
+    return parsed[0] + parsed[1] / 1e9 if parsed else float("-inf")

@@ -277,9 +277,12 @@ class NetworkStore:
         raise Forbidden(f"no available IPv{version} addresses on network {net.name}")
 
     def prune(self, f: flt.Filters) -> list[str]:
+        until = flt.until(f)
         deleted = []
         for net in list(self.networks.values()):
             if net.builtin or net.endpoints or self.in_use(net):
+                continue
+            if until is not None and (flt.timestamp(net.created) or 0) > until:
                 continue
             if "label" in f and not flt.match_labels(net.labels, f["label"]):
                 continue

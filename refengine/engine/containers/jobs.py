@@ -6,7 +6,6 @@ forced removal and applying updated limits to a live one go through `Runtime` (t
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import socket
 from collections.abc import Callable
@@ -236,7 +235,7 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
 
     async def prune(job: Job) -> dict[str, Any]:
         f = flt.parse(job.getenv("filters"), PRUNE_FILTERS)
-        until = _until(f)
+        until = flt.until(f)
         deleted, reclaimed = [], 0
         for c in store:
             if c.state.status not in ("created", "exited", "dead"):
@@ -245,7 +244,7 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
                 continue
             if "label!" in f and not flt.match_no_labels(c.config.get("Labels"), f["label!"]):
                 continue
-            if until is not None and parse_rfc3339(c.created) >= until:
+            if until is not None and parse_rfc3339(c.created).timestamp() >= until:
                 continue
             reclaimed += runtime.size(c)[0]
             await runtime.cleanup(c)
@@ -258,21 +257,6 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
                      ("container_rename", rename), ("container_update", update), ("container_remove", remove),
                      ("container_prune", prune)):
         engine.register(name, fn)
-
-
-def _until(f: flt.Filters) -> dt.datetime | None:
-    values = f.get("until")
-    if not values:
-        return None
-    v = values[-1]
-    try:
-        return dt.datetime.fromtimestamp(float(v), dt.UTC)
-    except ValueError:
-        pass
-    try:
-        return parse_rfc3339(v if v.endswith("Z") or "+" in v else v + "Z")
-    except ValueError:
-        raise InvalidParameter(f"invalid filter 'until={v}'") from None
 
 
 _LEFT = ("admiring", "brave", "clever", "eager", "focused", "gallant", "happy", "jolly", "keen", "lucid",
