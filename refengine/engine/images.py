@@ -135,10 +135,18 @@ def register(engine: Engine, store: ImageStore, container_count: Callable[[str],
         config = job.getenv("config")
         return await asyncio.to_thread(distribution.login, config)
 
+    async def distribution_inspect(job: Job) -> dict[str, Any]:
+        """`GET /distribution/{name}/json`: the registry's manifest descriptor and platforms for a reference
+        (a name alone means :latest, as dockerd)."""
+        ref = refs.parse_normalized_named(job.args[0])
+        if ref.is_name_only:
+            ref = ref.with_default_tag()
+        return await asyncio.to_thread(distribution.inspect, ref, job.getenv("auth"))
+
     for name, fn in (("image_load", load), ("image_list", listing), ("image_inspect", inspect),
                      ("image_history", history), ("image_tag", tag), ("image_delete", delete), ("image_save", save),
                      ("image_import", import_), ("image_prune", prune), ("image_pull", pull),
-                     ("image_push", push), ("auth", auth)):
+                     ("image_push", push), ("auth", auth), ("distribution_inspect", distribution_inspect)):
         engine.register(name, fn)
 
 

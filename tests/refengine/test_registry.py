@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,12 +26,13 @@ import pytest
 import requests
 import requests_unixsocket
 
+from conformance import registry as registry_mod
 from conformance.probe_image import files_layer
+from conformance.registry import REGISTRY_BIN, Registry, free_port
 
-from .daemons import start_refengined, stop, wait_up
+from .daemons import start_refengined, stop
 from .graph_testlib import DOCKER_SOCK, dockerd_available
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
 DOCKER_CLI = "/usr/bin/docker"
 
 pytestmark = [
@@ -44,49 +44,22 @@ pytestmark = [
 # --- processes -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Registry:
-    host: str  # 127.0.0.1:PORT
-    root: str
-
-
-def start_registry(root: str, auth: dict[str, Any] | None = None) -> tuple[Registry, subprocess.Popen[bytes]]:
-    port = free_port()
-    config: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "warn"},
-        "storage": {"filesystem": {"rootdirectory": os.path.join(root, "data")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }
-    if auth:
-        config["auth"] = auth
-    path = os.path.join(root, "config.yml")
-    with open(path, "w") as fh:
-        json.dump(config, fh)  # JSON is YAML
-    log = os.path.join(root, "registry.log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", path], stdout=out, stderr=subprocess.STDOUT)
-    registry = Registry(f"127.0.0.1:{port}", root)
-    wait_up(lambda: requests.get(f"http://{registry.host}/v2/", timeout=1).status_code in (200, 401),
-            "docker-registry", proc, log)
-    return registry, proc
+def start_registry(root: str, auth: dict[str, Any] | None = None) -> Registry:
+    try:
+        return registry_mod.start(root, auth)
+    except registry_mod.RegistryDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Registry]:
     root = tempfile.mkdtemp(prefix="refengine-registry-")
     try:
-        reg, proc = start_registry(root)
+        reg = start_registry(root)
         try:
             yield reg
         finally:
-            stop(proc)
+            reg.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -102,11 +75,11 @@ def auth_registry() -> Iterator[Registry]:
     with open(htpasswd, "w") as fh:
         fh.write(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
     try:
-        reg, proc = start_registry(root, {"htpasswd": {"realm": "refengine-test", "path": htpasswd}})
+        reg = start_registry(root, {"htpasswd": {"realm": "refengine-test", "path": htpasswd}})
         try:
             yield reg
         finally:
-            stop(proc)
+            reg.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -577,12 +550,12 @@ def token_registry() -> Iterator[tuple[Registry, TokenServer]]:
     root = tempfile.mkdtemp(prefix="refengine-registry-token-")
     tokens = TokenServer(root)
     try:
-        reg, proc = start_registry(root, {"token": {"realm": tokens.realm, "service": SERVICE, "issuer": ISSUER,
-                                                    "rootcertbundle": tokens.bundle}})
+        reg = start_registry(root, {"token": {"realm": tokens.realm, "service": SERVICE, "issuer": ISSUER,
+                                               "rootcertbundle": tokens.bundle}})
         try:
             yield reg, tokens
         finally:
-            stop(proc)
+            reg.stop()
     finally:
         tokens.close()
         shutil.rmtree(root, ignore_errors=True)

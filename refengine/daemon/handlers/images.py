@@ -118,5 +118,10 @@ def register(router: Router, engine: Engine) -> None:
     router.add("GET", "/images/{name:.+}/get", get_one)
     router.add("POST", "/images/{name:.+}/tag", tag)
     router.add("POST", "/images/{name:.+}/push", push)
+    async def distribution_inspect(request: Request) -> Response:
+        return json_response(await engine.run("distribution_inspect", request.params["name"],
+                                              auth=_pull_auth(request)))
+
     router.add("POST", "/auth", login)
+    router.add("GET", "/distribution/{name:.+}/json", distribution_inspect)
     router.add("DELETE", "/images/{name:.+}", delete)

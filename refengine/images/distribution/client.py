@@ -131,7 +131,7 @@ class RegistryClient:
         except RegistryError as exc:
             if "manifest unknown" in str(exc) or "name unknown" in str(exc) or str(exc).startswith(
                     "received unexpected HTTP status: 404"):
-                raise ManifestUnknown(f"manifest for {display} not found: {exc}") from None
+                raise ManifestUnknown(f"manifest for {display} not found: {exc}", str(exc)) from None
             raise
         raw = resp.content
         digest = sha256_digest(raw)

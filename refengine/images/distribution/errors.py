@@ -18,8 +18,9 @@ class RegistryError(EngineError):
 
 
 class ManifestUnknown(RegistryError, NotFound):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, registry_text: str = "") -> None:
         super().__init__(message, http_status=404)
+        self.registry_text = registry_text or message  # the registry's own words (`manifest unknown: …`)
 
 
 def _code_text(code: str) -> str:

@@ -35,7 +35,7 @@ ZSTD_TYPES = {"application/vnd.oci.image.layer.v1.tar+zstd",
               "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"}
 
 
-def _is_index(manifest: Manifest) -> bool:
+def is_index(manifest: Manifest) -> bool:
     return manifest.media_type in (MANIFEST_LIST, OCI_INDEX) or (
         "manifests" in manifest.document and "layers" not in manifest.document)
 
@@ -59,12 +59,12 @@ def fetch_manifest(client: RegistryClient, ref: Reference, display: str) -> Mani
 
 def image_manifest(client: RegistryClient, manifest: Manifest, display: str) -> Manifest:
     """A list narrowed to linux/<host arch>; an image manifest as it is."""
-    if _is_index(manifest):
+    if is_index(manifest):
         entry = select_platform(list(manifest.document.get("manifests") or []), host_arch())
         if entry is None or not isinstance(entry.get("digest"), str):
             raise RegistryError(f"no matching manifest for linux/{host_arch()} in the manifest list entries")
         manifest = client.get_manifest(entry["digest"], display)
-        if _is_index(manifest):
+        if is_index(manifest):
             raise RegistryError(f"{display}: nested manifest lists are not supported")
     if not isinstance(manifest.document.get("config"), dict) or not isinstance(manifest.document.get("layers"),
                                                                                   list):
@@ -72,7 +72,7 @@ def image_manifest(client: RegistryClient, manifest: Manifest, display: str) -> 
     return manifest
 
 
-def _fetch_config(client: RegistryClient, descriptor: dict[str, Any]) -> bytes:
+def fetch_config(client: RegistryClient, descriptor: dict[str, Any]) -> bytes:
     digest = descriptor.get("digest")
     if not isinstance(digest, str):
         raise RegistryError("invalid manifest: config without a digest")
@@ -128,7 +128,7 @@ def _pull_one(store: ImageStore, client: RegistryClient, ref: Reference) -> Gene
     if image is None:
         held: list[Layer] = []
         try:
-            raw = _fetch_config(client, manifest.document["config"])
+            raw = fetch_config(client, manifest.document["config"])
             yield from _pull_layers(store, client, manifest, raw, held)
             image = store.create(raw)
         finally:
