@@ -171,6 +171,13 @@ class ApiClient:
                     self.recorder.validated_2xx += 1
         return resp
 
+    def exercised(self, method: str, path: str) -> None:
+        """Count an operation a check drove over a raw connection (a hijacked attach) in the schema coverage;
+        `path` unversioned, as for request()."""
+        op = self.schema.match(method, path) if self.schema else None
+        if op:
+            self.recorder.operations.add(op.operation_id)
+
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.request("GET", path, **kw)
 

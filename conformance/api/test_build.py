@@ -171,6 +171,29 @@ def test_build_cache(marks: Any, api: ApiClient, images: Images, containers: Con
         f"with nocache=1 the build gave {fresh} (first {first}) with {out.count(CACHED)} cached steps: {out!r}")
 
 
+@pytest.mark.req("api.build.prune")
+def test_build_prune_keeps_classic_cache(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    """POST /build/prune prunes BuildKit's cache; the classic builder's cache is images and stays."""
+    files = {"Dockerfile": _head(containers, marks()) + "RUN echo pruned-or-not > /f\n"}
+    repo, tag = images.new_ref("prune")
+    status, messages, resp = _build(api, files, t=f"{repo}:{tag}")
+    assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
+    first = _built_id(messages)
+    resp = api.post("/build/prune", params={"filters": {"until": ["10m"]}})
+    assert resp.status_code == 200, f"POST /build/prune answered {resp.status_code} {error_message(resp)!r}"
+    body = resp.json()
+    assert isinstance(body.get("SpaceReclaimed"), int), f"the build prune answered {body}; SpaceReclaimed is bytes"
+    _, again, _ = _build(api, files, t=f"{repo}:{tag}")
+    rebuilt = _built_id(again)
+    assert rebuilt == first and CACHED in _output(again), (
+        f"after POST /build/prune the same build gave {rebuilt} (before {first}) and {_output(again)!r}; the "
+        "classic builder's cache (its images) must survive a build-cache prune")
+    bad = api.post("/build/prune", params={"filters": {"conformance-nonsense": ["1"]}})
+    assert bad.status_code == 400 and "conformance-nonsense" in (error_message(bad) or ""), (
+        f"a build prune with an unknown filter answered {bad.status_code} {error_message(bad)!r}; dockerd answers "
+        "400 naming it")
+
+
 @pytest.mark.req("api.build.multi-stage")
 def test_build_multi_stage(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
     mark = marks()

@@ -36,6 +36,7 @@ def _versioned(api: ApiClient, path: str) -> str:
 
 
 def _attach(api: ApiClient, target: Target, cid: str, query: str = OUT_ERR, upgrade: bool = True) -> Hijacked:
+    api.exercised("POST", f"/containers/{cid}/attach")
     return hijack(target, "POST", _versioned(api, f"/containers/{cid}/attach?{query}"), upgrade=upgrade)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from ...engine import Engine
 from ...engine.build.builder import BuildOptions
 from ...engine.errors import InvalidParameter
-from ..http import Request, StreamResponse
+from ..http import Request, Response, StreamResponse, json_response
 from ..router import Router
 
 
@@ -39,4 +39,8 @@ def register(router: Router, engine: Engine) -> None:
         lines = await engine.run("image_build", body=request.chunks(), options=opts)
         return StreamResponse(lines, content_type="application/json")
 
+    async def prune(request: Request) -> Response:
+        return json_response(await engine.run("build_cache_prune", filters=request.q("filters")))
+
     router.add("POST", "/build", build)
+    router.add("POST", "/build/prune", prune)
