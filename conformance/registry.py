@@ -6,12 +6,16 @@ from or pushed to anywhere but this loopback registry.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,3 +82,29 @@ def start(root: str, auth: dict[str, Any] | None = None, timeout: float = 20) ->
             with open(log, errors="replace") as fh:
                 raise RegistryDidNotStart(f"docker-registry did not start: {fh.read()[-2000:]}")
         time.sleep(0.1)
+
+
+def htpasswd_auth(root: str, user: str, password: str) -> dict[str, Any]:
+    """The `auth:` section of a registry that lets one user in by basic auth (an htpasswd file under `root`).
+    Needs bcrypt (ImportError without it: the test extra)."""
+    import bcrypt  # only a registry with a password needs it
+
+    path = os.path.join(root, "htpasswd")
+    with open(path, "w") as fh:
+        fh.write(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+    return {"htpasswd": {"realm": "conformance", "path": path}}
+
+
+@contextlib.contextmanager
+def running(prefix: str, user: tuple[str, str] | None = None) -> Iterator[Registry]:
+    """A registry in a temporary directory of its own (with `user` = (name, password): basic auth), stopped
+    and its storage removed afterwards."""
+    root = tempfile.mkdtemp(prefix=prefix)
+    try:
+        reg = start(root, htpasswd_auth(root, *user) if user else None)
+        try:
+            yield reg
+        finally:
+            reg.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

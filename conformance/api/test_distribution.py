@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,36 +29,25 @@ def _auth_header(config: dict[str, str] | None = None) -> dict[str, str]:
     return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(config or {}).encode()).decode()}
 
 
-def _start(target: Target, auth: dict[str, Any] | None = None) -> Iterator[registry_mod.Registry]:
+def _running(target: Target, user: tuple[str, str] | None = None) -> Iterator[registry_mod.Registry]:
     if not target.is_local:
         pytest.skip("the daemon is on another machine: it cannot reach the registry on this machine's 127.0.0.1")
     if not os.path.exists(registry_mod.REGISTRY_BIN):
         pytest.skip(f"{registry_mod.REGISTRY_BIN} is not installed (apt install docker-registry)")
-    root = tempfile.mkdtemp(prefix="conformance-registry-")
-    try:
-        if auth is not None:
-            bcrypt = pytest.importorskip("bcrypt", reason="bcrypt makes the registry's htpasswd file")
-            htpasswd = os.path.join(root, "htpasswd")
-            with open(htpasswd, "w") as fh:
-                fh.write(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
-            auth = {"htpasswd": {"realm": "conformance", "path": htpasswd}}
-        reg = registry_mod.start(root, auth)
-        try:
-            yield reg
-        finally:
-            reg.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    if user is not None:
+        pytest.importorskip("bcrypt", reason="bcrypt makes the registry's htpasswd file")
+    with registry_mod.running("conformance-registry-", user) as reg:
+        yield reg
 
 
 @pytest.fixture(scope="session")
 def registry(target: Target) -> Iterator[registry_mod.Registry]:
-    yield from _start(target)
+    yield from _running(target)
 
 
 @pytest.fixture(scope="session")
 def auth_registry(target: Target) -> Iterator[registry_mod.Registry]:
-    yield from _start(target, auth={})
+    yield from _running(target, (USER, PASSWORD))
 
 
 def _stream_errors(messages: list[dict[str, Any]]) -> list[str]:

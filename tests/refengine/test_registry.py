@@ -53,15 +53,11 @@ def start_registry(root: str, auth: dict[str, Any] | None = None) -> Registry:
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[Registry]:
-    root = tempfile.mkdtemp(prefix="refengine-registry-")
     try:
-        reg = start_registry(root)
-        try:
+        with registry_mod.running("refengine-registry-") as reg:
             yield reg
-        finally:
-            reg.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    except registry_mod.RegistryDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 USER, PASSWORD = "alice", "s3cret-" + uuid.uuid4().hex[:6]
@@ -69,19 +65,12 @@ USER, PASSWORD = "alice", "s3cret-" + uuid.uuid4().hex[:6]
 
 @pytest.fixture(scope="module")
 def auth_registry() -> Iterator[Registry]:
-    bcrypt = pytest.importorskip("bcrypt", reason="bcrypt (the test extra) makes the htpasswd file")
-    root = tempfile.mkdtemp(prefix="refengine-registry-auth-")
-    htpasswd = os.path.join(root, "htpasswd")
-    with open(htpasswd, "w") as fh:
-        fh.write(f"{USER}:{bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()}\n")
+    pytest.importorskip("bcrypt", reason="bcrypt (the test extra) makes the htpasswd file")
     try:
-        reg = start_registry(root, {"htpasswd": {"realm": "refengine-test", "path": htpasswd}})
-        try:
+        with registry_mod.running("refengine-registry-auth-", (USER, PASSWORD)) as reg:
             yield reg
-        finally:
-            reg.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    except registry_mod.RegistryDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
