@@ -171,6 +171,28 @@ def test_build_cache(marks: Any, api: ApiClient, images: Images, containers: Con
         f"with nocache=1 the build gave {fresh} (first {first}) with {out.count(CACHED)} cached steps: {out!r}")
 
 
+@pytest.mark.req("api.build.cache")
+def test_build_cache_per_stage(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    """A miss ends the reuse for the rest of its stage only: a later stage probes the cache again."""
+    head = _head(containers, marks())
+    dockerfile = (head.replace("\n", " AS one\n", 1) + "COPY note.txt /note.txt\n"
+                  + head + "RUN echo stage-two\nCOPY --from=one /note.txt /copied\n")
+
+    def build(note: str) -> str:
+        repo, tag = images.new_ref("staged")
+        status, messages, resp = _build(api, {"Dockerfile": dockerfile, "note.txt": note}, t=f"{repo}:{tag}")
+        assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
+        _built_id(messages)
+        return _output(messages)
+
+    build("one\n")
+    out = build("two\n")
+    # stage one: LABEL cached, COPY changed; stage two: LABEL and RUN cached, COPY --from changed
+    assert out.count(CACHED) == 3 and "\nstage-two\n" not in out, (
+        f"after stage one's COPY source changed the build used the cache {out.count(CACHED)} times; dockerd "
+        f"reuses stage one's LABEL and, probing again in stage two, its LABEL and RUN (3): {out!r}")
+
+
 @pytest.mark.req("api.build.prune")
 def test_build_prune_keeps_classic_cache(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
     """POST /build/prune prunes BuildKit's cache; the classic builder's cache is images and stays."""
@@ -179,7 +201,8 @@ def test_build_prune_keeps_classic_cache(marks: Any, api: ApiClient, images: Ima
     status, messages, resp = _build(api, files, t=f"{repo}:{tag}")
     assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
     first = _built_id(messages)
-    resp = api.post("/build/prune", params={"filters": {"until": ["10m"]}})
+    # an `id` no cache record has: a build prune must not reach the host's BuildKit cache, which is not ours
+    resp = api.post("/build/prune", params={"filters": {"until": ["10m"], "id": [f"^conformance-none-{marks()}$"]}})
     assert resp.status_code == 200, f"POST /build/prune answered {resp.status_code} {error_message(resp)!r}"
     body = resp.json()
     assert isinstance(body.get("SpaceReclaimed"), int), f"the build prune answered {body}; SpaceReclaimed is bytes"

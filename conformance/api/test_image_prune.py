@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conformance.client import RECORD, ApiClient, error_message
+from conformance.client import RECORD, ApiClient, daemon_now, error_message
 from conformance.resources import RUN_LABEL, Containers, Images, Names
 
 MiB = 1 << 20
@@ -112,6 +112,11 @@ def test_prune_until(made: Made) -> None:
     assert resp.status_code == 200 and made.exists(dangling), (
         f"prune with until=1h answered {resp.status_code} and deleted the image made seconds ago "
         f"({not made.exists(dangling)})")
+    later = f"{daemon_now(made.api) + 2:.3f}"  # on the daemon's clock: the image is older
+    resp = made.prune(until=[later])
+    assert resp.status_code == 200 and dangling in _deleted(resp.json()) and not made.exists(dangling), (
+        f"prune with until={later} (2 s from now) answered {resp.status_code} {resp.text[:300]!r}; expected the "
+        f"dangling image {dangling}, created before it, deleted")
 
 
 @pytest.mark.req("api.images.prune-bad-filter")

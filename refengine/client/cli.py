@@ -160,7 +160,7 @@ def cmd_run(c: Client, a: argparse.Namespace) -> int:
         body["Hostname"] = a.hostname
     cid = c.post("/containers/create", body, name=a.name)["Id"]
     if a.detach:
-        c.post(f"/containers/{cid}/start")
+        _start(c, cid)
         print(cid)
         return 0
     sock = c.hijack(f"/containers/{cid}/attach", {"stream": 1, "stdout": 1, "stderr": 1,
@@ -176,7 +176,7 @@ def cmd_run(c: Client, a: argparse.Namespace) -> int:
             result["error"] = str(exc)
     t = threading.Thread(target=wait, daemon=True)
     t.start()
-    c.post(f"/containers/{cid}/start")
+    _start(c, cid)
     _interactive(c, sock, a.tty, a.interactive, f"/containers/{cid}/resize")
     t.join()
     if "error" in result:
@@ -463,14 +463,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_status(message: str) -> int:
-    """The exit status of a `run` the daemon refused, by the words of its message, as the docker CLI gives it:
+class StartRefused(ApiError):
+    """`run`'s start refused: the exit status is read from the daemon's words, as the docker CLI does:
     127 the command was not found, 126 it could not be invoked, 125 anything else."""
-    if "executable file not found" in message or "no such file or directory" in message:
-        return 127
-    if "permission denied" in message or "is a directory" in message:
-        return 126
-    return 125
+
+    @property
+    def exit_status(self) -> int:
+        message = str(self)
+        if "executable file not found" in message or "no such file or directory" in message:
+            return 127
+        if "permission denied" in message or "is a directory" in message:
+            return 126
+        return 125
+
+
+def _start(c: Client, cid: str) -> None:
+    try:
+        c.post(f"/containers/{cid}/start")
+    except ApiError as exc:
+        raise StartRefused(exc.status, str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -487,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         return 125
     except ApiError as exc:
         print(f"Error response from daemon: {exc}" if exc.status else f"refengine: {exc}", file=sys.stderr)
-        return _run_status(str(exc)) if args.cmd == "run" else 125
+        return exc.exit_status if isinstance(exc, StartRefused) else 125
     except OSError as exc:
         print(f"refengine: {exc}", file=sys.stderr)
         return 125

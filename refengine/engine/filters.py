@@ -87,12 +87,17 @@ def timestamp(value: str, now: float | None = None) -> float | None:
     now = time.time() if now is None else now
     if re.fullmatch(r"-?\d+(\.\d+)?", value):
         return float(value)
-    if re.fullmatch(r"(?:" + _DURATION.pattern + r")+", value):
-        return now - sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(value))
+    span = duration(value)
+    if span is not None:
+        return now - span
     text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     zone = re.search(r"[+-]\d{2}:\d{2}$", text)
-    body, tz = (text[:zone.start()], dt.datetime.strptime(zone.group().replace(":", ""), "%z").tzinfo) \
-        if zone else (text, None)
+    body, tz = text, None
+    if zone:
+        try:
+            body, tz = text[:zone.start()], dt.datetime.strptime(zone.group().replace(":", ""), "%z").tzinfo
+        except ValueError:  # an offset no clock has (+99:99)
+            return None
     body = re.sub(r"(\.\d{6})\d+$", r"\1", body)  # nanoseconds: strptime reads six digits
     for layout in _LAYOUTS:
         try:
@@ -103,11 +108,34 @@ def timestamp(value: str, now: float | None = None) -> float | None:
     return None
 
 
+def duration(value: str) -> float | None:
+    """A Go duration ("10m", "1h30m", "1.5h") in seconds; None if it is not one."""
+    if not re.fullmatch(r"(?:" + _DURATION.pattern + r")+", value):
+        return None
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION.findall(value))
+
+
+def rfc3339(text: str) -> float | None:
+    """An object's own time (Created, as the daemon writes it: RFC 3339 with a zone) in Unix seconds."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T[\d:.]+(Z|z|[+-]\d{2}:\d{2})", text or ""):
+        return None
+    return timestamp(text)
+
+
+def created_after(created: str, point: float) -> bool:
+    """dockerd's `Created.After(until)`: what a prune's `until` keeps. A time that cannot be read is kept."""
+    seconds = rfc3339(created)
+    return seconds is None or seconds > point
+
+
 def until(filters: Filters, now: float | None = None) -> float | None:
-    """The prune filter `until` as Unix seconds (None when absent); unreadable is a 400, as dockerd."""
+    """The prune filter `until` as Unix seconds (None when absent); unreadable or given twice is a 400
+    (dockerd's words; it answers 500)."""
     values = filters.get("until")
     if not values:
         return None
+    if len(values) > 1:
+        raise InvalidParameter("more than one until filter specified")
     point = timestamp(values[-1], now)
     if point is None:
         raise InvalidParameter(f"invalid filter 'until={values[-1]}'")

@@ -16,7 +16,6 @@ from typing import Any
 from ..images import distribution
 from ..images import reference as refs
 from ..images.store import ImageStore
-from ..images.views import parse_time
 from . import filters as flt
 from . import progress_stream
 from .containers.jobs import ResolvedImage
@@ -175,14 +174,14 @@ def prune_images(store: ImageStore, f: flt.Filters, dangling_only: bool) -> dict
     images = store.images()
     parents = {image.parent for image in images if image.parent}
     candidates = [image for image in images if not dangling_only or image.id not in parents]
-    own_sizes = {image.top_layer: store.layers.get(image.top_layer).size for image in candidates
-                 if image.top_layer and store.layers.has(image.top_layer)}
+    sizes = {layer.chain_id: layer.size for layer in store.layers.all()}  # before any goes
+    own_sizes = {image.top_layer: sizes.get(image.top_layer, 0) for image in candidates if image.top_layer}
     deleted: list[dict[str, str]] = []
     for image in candidates:
         refs_of = store.references(image.id)
         if not refs_of and image.id in parents:
             continue
-        if until is not None and _created(image.document.get("created")) > until:
+        if until is not None and flt.created_after(str(image.document.get("created") or ""), until):
             continue
         labels = image.config.get("Labels") or {}
         if ("label" in f and not flt.match_labels(labels, f["label"])) or (
@@ -202,8 +201,3 @@ def prune_images(store: ImageStore, f: flt.Filters, dangling_only: bool) -> dict
                     raise
     reclaimed = sum(own_sizes.get(item.get("Deleted", ""), 0) for item in deleted)
     return {"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}  # [] where dockerd sends null: the schema has an array
-
-
-def _created(text: str | None) -> float:
-    parsed = parse_time(text)
-    return parsed[0] + parsed[1] / 1e9 if parsed else float("-inf")

@@ -282,7 +282,7 @@ class NetworkStore:
         for net in list(self.networks.values()):
             if net.builtin or net.endpoints or self.in_use(net):
                 continue
-            if until is not None and (flt.timestamp(net.created) or 0) > until:
+            if until is not None and flt.created_after(net.created, until):
                 continue
             if "label" in f and not flt.match_labels(net.labels, f["label"]):
                 continue

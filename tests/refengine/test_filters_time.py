@@ -36,3 +36,27 @@ def test_until_filter() -> None:
     assert flt.until({"until": ["10m"]}, NOW) == NOW - 600
     with pytest.raises(InvalidParameter, match="until=soon"):
         flt.until({"until": ["soon"]})
+
+
+def test_bad_zone_is_unreadable_not_an_error() -> None:
+    assert flt.timestamp("2024-01-01T00:00:00+99:99", NOW) is None
+    with pytest.raises(InvalidParameter):
+        flt.until({"until": ["2024-01-01T00:00:00+99:99"]})
+
+
+def test_until_given_twice() -> None:
+    with pytest.raises(InvalidParameter, match="more than one until filter specified"):
+        flt.until({"until": ["10m", "1h"]})
+
+
+def test_created_after() -> None:
+    """dockerd's Created.After(until): strictly later is kept; only the daemon's own RFC 3339 times count."""
+    assert flt.created_after("2001-01-01T00:00:01Z", 978307200.0)
+    assert not flt.created_after("2001-01-01T00:00:00Z", 978307200.0)
+    assert not flt.created_after("2000-12-31T23:59:59.999999999Z", 978307200.0)
+    assert flt.created_after("1h", 978307200.0)  # not a creation time: kept, never pruned by mistake
+
+
+def test_duration() -> None:
+    assert flt.duration("1h30m") == 5400 and flt.duration("24h") == 86400
+    assert flt.duration("2001-01-01") is None and flt.duration("") is None

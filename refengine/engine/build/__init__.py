@@ -26,9 +26,14 @@ def register(engine: Engine, store: ContainerStore, life: Lifecycle) -> None:
         """`POST /build/prune` prunes BuildKit's cache. refengine keeps none: the classic builder's cache is
         images, which a build prune leaves, as dockerd does. The filters are checked as dockerd checks them."""
         try:
-            flt.parse(job.getenv("filters"), BUILD_CACHE_FILTERS)
+            f = flt.parse(job.getenv("filters"), BUILD_CACHE_FILTERS)
         except InvalidParameter as exc:
             raise InvalidParameter(f"failed to prune build cache: {exc}") from None
+        for key in ("until", "unused-for"):
+            for value in f.get(key, []):
+                if flt.duration(value) is None:
+                    raise InvalidParameter(f"failed to prune build cache: \"{key}\" filter expects a duration "
+                                           f"(e.g., '24h'): {value!r}")
         return {"CachesDeleted": [], "SpaceReclaimed": 0}
 
     engine.register("image_build", image_build)

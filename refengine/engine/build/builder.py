@@ -9,7 +9,7 @@ without a layer of changes (history `#(nop)`, as dockerd records them). The mess
 The build cache is the classic builder's: a step whose parent image already has a child committed
 with the same run config and command (for COPY/ADD the command names a checksum of the sources'
 contents and modes, not their times) reuses that child (` ---> Using cache`); the first miss ends the
-probing for the rest of the build; `nocache=1` skips it.
+probing for the rest of its stage; `nocache=1` skips it.
 
 Not done: `FROM scratch`, ADD from URLs (nothing leaves this host), --chown by name (each refused with
 a message, not ignored); `cachefrom` images are not consulted (only the local cache: fewer hits, the
@@ -87,7 +87,7 @@ class Builder:
         self.stages: list[Stage] = []
         self.global_args: dict[str, str] = {}
         self.used_args: set[str] = set()
-        self.cache_busted = opts.nocache  # after the first miss no step is looked up (dockerd's rule)
+        self.cache_busted = opts.nocache  # after a stage's first miss none of its steps is looked up (dockerd)
 
     # --- the steps ------------------------------------------------------------------------------
     async def run(self, steps: list[Instruction]) -> AsyncIterator[dict[str, Any]]:
@@ -165,6 +165,7 @@ class Builder:
         if self.opts.labels:
             config["Labels"] = {**(config.get("Labels") or {}), **self.opts.labels}
         self.stages.append(Stage(image_id, config, words[2].lower() if len(words) == 3 else ""))
+        self.cache_busted = self.opts.nocache  # each stage probes again from its own base (dockerd's prober reset)
 
     def _arg(self, step: Instruction) -> None:
         name, eq, default = step.rest.partition("=")

@@ -244,7 +244,7 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
                 continue
             if "label!" in f and not flt.match_no_labels(c.config.get("Labels"), f["label!"]):
                 continue
-            if until is not None and parse_rfc3339(c.created).timestamp() >= until:
+            if until is not None and flt.created_after(c.created, until):
                 continue
             reclaimed += runtime.size(c)[0]
             await runtime.cleanup(c)

@@ -163,8 +163,8 @@ class Lifecycle(LayerRuntime):
             await asyncio.to_thread(ipc.mount_shareable, c, cdir)
         except Exception as exc:  # nothing runs: the rootfs goes again (also for a donor's Conflict)
             await asyncio.to_thread(self.images.layers.unmount, c.id)
-            if isinstance(exc, NotFound):
-                raise InvalidParameter(str(exc)) from None
+            if isinstance(exc, NotFound):  # what the config names is not there (a donor container): the caller's
+                raise self._start_failed(c, starterr.StartFailure(str(exc), 128, True)) from None
             if isinstance(exc, (ConfigError, HostSetupError, OSError)):
                 # what runc would refuse: read as dockerd reads runc's refusal
                 raise self._start_failed(c, starterr.classify(c.path, str(exc))) from None
@@ -194,12 +194,15 @@ class Lifecycle(LayerRuntime):
         self.event("start", c, {})
 
     def _start_failed(self, c: Container, failure: starterr.StartFailure) -> EngineError:
-        """Record a refused start in the container's state (dockerd's exit code and error) and return the error
-        to raise. A container that ran before is exited again; one that never ran stays created."""
+        """Record a refused start in the container's state and return the error to raise, as dockerd: the
+        command's own 127/126 always, otherwise 128 only over an exit code of 0 (an earlier run's code stays);
+        FinishedAt is the earlier run's. A container that ran before is exited again; one that never ran
+        stays created."""
         st = c.state
-        st.exit_code, st.error = failure.exit_code, failure.message
+        if failure.exit_code != 128 or st.exit_code == 0:
+            st.exit_code = failure.exit_code
+        st.error = failure.message
         st.status = "exited" if c.has_been_started else "created"
-        st.finished_at = now_rfc3339() if c.has_been_started else st.finished_at
         self.store.save(c)
         return failure.error()
 

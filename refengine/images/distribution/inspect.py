@@ -35,7 +35,9 @@ def inspect(ref: Reference, auth: AuthConfig | None = None) -> dict[str, Any]:
             try:
                 document = json.loads(fetch_config(client, config))
             except ValueError:
-                raise RegistryError(f"{ref}: the image config is not JSON") from None
+                document = None
+            if not isinstance(document, dict):
+                raise RegistryError(f"{ref}: the image config is not a JSON object")
             platforms.append(_platform(document))
         return {"Descriptor": {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.raw)},
                 "Platforms": platforms}
