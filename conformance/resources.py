@@ -127,7 +127,7 @@ class Containers:
         parts = demux(resp.content)
         return (parts.get(1, b"") + parts.get(2, b"")).decode()
 
-    def run_output(self, cmd: list[str], timeout: float = 60, **kw: Any) -> Result:
+    def run_output(self, cmd: list[str] | None, timeout: float = 60, **kw: Any) -> Result:
         """Run a command to its end; its exit code and demultiplexed stdout/stderr."""
         from .streams import demux
         cid = self.run(cmd, **kw)

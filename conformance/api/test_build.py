@@ -17,21 +17,25 @@ from typing import Any
 import pytest
 
 from conformance.client import RECORD, ApiClient, error_message, json_lines
+from conformance.probe_image import find_busybox
 from conformance.resources import RUN_LABEL, Containers, Images, Names
 
+# a context file: text (mode 0644), or (bytes, mode)
+ContextFile = str | tuple[bytes, int]
 
-def _context(files: dict[str, str], mtime: int = 1700000000) -> bytes:
+
+def _context(files: dict[str, ContextFile], mtime: int = 1700000000) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
+        for name, content in files.items():
+            data, mode = (content.encode(), 0o644) if isinstance(content, str) else content
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, mtime
+            info.size, info.mode, info.mtime = len(data), mode, mtime
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
-def _build(api: ApiClient, files: dict[str, str], compress: str = "", mtime: int = 1700000000, **params: Any
+def _build(api: ApiClient, files: dict[str, ContextFile], compress: str = "", mtime: int = 1700000000, **params: Any
            ) -> tuple[int, list[dict[str, Any]], Any]:
     """Send the build (the context tar compressed with gzip/bz2/xz when asked, its files dated `mtime`);
     (status, the stream's messages, the response)."""
@@ -191,6 +195,30 @@ def test_build_cache_per_stage(marks: Any, api: ApiClient, images: Images, conta
     assert out.count(CACHED) == 3 and "\nstage-two\n" not in out, (
         f"after stage one's COPY source changed the build used the cache {out.count(CACHED)} times; dockerd "
         f"reuses stage one's LABEL and, probing again in stage two, its LABEL and RUN (3): {out!r}")
+
+
+@pytest.mark.req("api.build.from-scratch")
+def test_build_from_scratch(marks: Any, api: ApiClient, images: Images, containers: Containers) -> None:
+    """FROM scratch: no base image; the COPYed static busybox is the image's only layer."""
+    mark = marks()
+    repo, tag = images.new_ref("scratch")
+    with open(find_busybox(), "rb") as fh:
+        busybox = fh.read()
+    dockerfile = ("FROM scratch\n"
+                  f"LABEL {RUN_LABEL}={containers.run_id} org.conformance.build={mark}\n"
+                  "COPY busybox /bin/busybox\n"
+                  'CMD ["/bin/busybox", "echo", "from-scratch"]\n')
+    status, messages, resp = _build(api, {"Dockerfile": dockerfile, "busybox": (busybox, 0o755)}, t=f"{repo}:{tag}")
+    assert status == 200, f"POST /build answered {status} {error_message(resp)!r}"
+    _built_id(messages)
+    info = api.get(f"/images/{repo}:{tag}/json").json()
+    layers = info["RootFS"].get("Layers") or []
+    assert len(layers) == 1, f"an image built FROM scratch with one COPY has {len(layers)} layers; expected 1"
+    env = info["Config"].get("Env") or []
+    assert any(e.startswith("PATH=") for e in env), (
+        f"the image's Env is {env}; a stage whose base has no PATH gets the default PATH (dockerd)")
+    run = containers.run_output(None, image=f"{repo}:{tag}")
+    assert run.stdout == "from-scratch\n", f"a container of the FROM scratch image printed {run.stdout!r} {run.stderr!r}"
 
 
 @pytest.mark.req("api.build.prune")

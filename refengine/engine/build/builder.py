@@ -11,9 +11,10 @@ with the same run config and command (for COPY/ADD the command names a checksum 
 contents and modes, not their times) reuses that child (` ---> Using cache`); the first miss ends the
 probing for the rest of its stage; `nocache=1` skips it.
 
-Not done: `FROM scratch`, ADD from URLs (nothing leaves this host), --chown by name (each refused with
-a message, not ignored); `cachefrom` images are not consulted (only the local cache: fewer hits, the
-same images).
+`FROM scratch` starts a stage from no image: its steps' containers have an empty root filesystem.
+
+Not done: ADD from URLs (nothing leaves this host), --chown by name (each refused with a message, not
+ignored); `cachefrom` images are not consulted (only the local cache: fewer hits, the same images).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from ..system import VERSION
 from .dockerfile import Instruction, env_dict, expand, instruction, parse
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+# what a stage's config gets when its base has no PATH (dockerd's setDefaultPath, Linux)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 USING_CACHE = {"stream": " ---> Using cache\n"}
 log = logging.getLogger(__name__)
 EXPANDED = ("env", "label", "expose", "user", "workdir", "volume", "stopsignal", "copy", "add", "arg", "from")
@@ -99,7 +102,7 @@ class Builder:
                 yield msg
             if self.stages:
                 yield {"stream": f" ---> {self._short(self.stages[-1].image_id)}\n"}
-        if not self.stages:
+        if not self.stages or not self.stages[-1].image_id:
             raise BuildError("No image was generated. Is your Dockerfile empty?")
         unused = sorted(set(self.opts.buildargs) - self.used_args)
         if unused:
@@ -150,10 +153,10 @@ class Builder:
         if not words or (len(words) not in (1, 3)) or (len(words) == 3 and words[1].lower() != "as"):
             raise BuildError(f"FROM requires either one or three arguments: {step.original}")
         ref = words[0]
-        if ref.lower() == "scratch":
-            raise BuildError("FROM scratch is not supported by refengine's builder (no empty base yet)")
         named = next((s for s in self.stages if s.name and s.name == ref.lower()), None)
-        if named is not None:
+        if ref.lower() == "scratch":
+            image_id, config = "", {}
+        elif named is not None:
             image_id, config = named.image_id, copy.deepcopy(named.config)
         else:
             try:
@@ -164,6 +167,9 @@ class Builder:
             image_id, config = image.id, copy.deepcopy(dict(image.config))
         if self.opts.labels:
             config["Labels"] = {**(config.get("Labels") or {}), **self.opts.labels}
+        env = list(config.get("Env") or [])
+        if not any(e.startswith("PATH=") for e in env):
+            config["Env"] = [*env, f"PATH={DEFAULT_PATH}"]
         self.stages.append(Stage(image_id, config, words[2].lower() if len(words) == 3 else ""))
         self.cache_busted = self.opts.nocache  # each stage probes again from its own base (dockerd's prober reset)
 
@@ -218,7 +224,7 @@ class Builder:
         config = {k: v for k, v in stage.config.items() if not k.startswith("_")}
         body = {**config, "Image": stage.image_id, "Cmd": cmd, "Entrypoint": None,
                 "Env": env if env is not None else config.get("Env"), "HostConfig": {}}
-        created = await self.engine.run("container_create", body=body)
+        created = await self.engine.run("container_create", body=body, scratch=not stage.image_id)
         return created["Id"]
 
     async def _remove(self, cid: str) -> AsyncIterator[dict[str, Any]]:

@@ -116,11 +116,14 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
         name = cfgmod.check_name(name) if name else None
         if name and name in store.names:
             store.reserve(name, "")  # raises the Conflict with dockerd's text
-        image_ref = body.get("Image")
-        if not image_ref:
+        image_ref = body.get("Image") or ""
+        if job.getenv("scratch"):  # the builder's step on `FROM scratch`: an empty root filesystem, no image
+            image = ResolvedImage("", {}, "")
+        elif not image_ref:
             raise InvalidParameter("No command specified" if not body.get("Cmd") else
                                    "config cannot be empty in order to create a container")
-        image = images.resolve(image_ref)
+        else:
+            image = images.resolve(image_ref)
         config = cfgmod.merge(body, image.config, image_ref)
         host_config = cfgmod.host_config(body)
         for key in ("PidMode", "IpcMode"):  # a container:<ref> donor must exist (dockerd checks at create)

@@ -20,8 +20,8 @@ class LayerRuntime:
         self.images = images
 
     async def prepare(self, c: Container) -> None:
-        image = self.images.by_id(c.image_id)
-        await asyncio.to_thread(self.images.layers.create_rw, c.id, image.top_layer)
+        top = self.images.by_id(c.image_id).top_layer if c.image_id else None  # no image: a build's FROM scratch
+        await asyncio.to_thread(self.images.layers.create_rw, c.id, top)
 
     async def cleanup(self, c: Container) -> None:
         await asyncio.to_thread(self.images.layers.remove_rw, c.id)
