@@ -70,12 +70,20 @@ class EmbeddedDaemon:
         except OSError:
             return "(no log)"
 
+    # longer than refengined's own shutdown may take (5 s stops side by side, up to 30 s for their exits
+    # to settle, then the network): killed earlier, it would leave a container's mount and cgroup behind
+    STOP_TIMEOUT = 60.0
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(self.STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                # what it had not torn down is still there: keep its log and state to see why, and say so
+                sys.stderr.write(f"conformance: the embedded refengined did not stop within {self.STOP_TIMEOUT:.0f} s "
+                                 f"and was killed; its state and log are kept in {self.dir}\n{self._log_tail()}\n")
+                return
         shutil.rmtree(self.dir, ignore_errors=True)
