@@ -128,6 +128,16 @@ def created_after(created: str, point: float) -> bool:
     return seconds is None or seconds > point
 
 
+def prune_selects(f: Filters, until: float | None, labels: Mapping[str, str] | None, created: str = "") -> bool:
+    """Whether a prune's filters pick an object: every `label` holds, no `label!` does, and (with `until`, read
+    once per prune by until()) it was created no later than `until`."""
+    if "label" in f and not match_labels(labels, f["label"]):
+        return False
+    if "label!" in f and not match_no_labels(labels, f["label!"]):
+        return False
+    return until is None or not created_after(created, until)
+
+
 def until(filters: Filters, now: float | None = None) -> float | None:
     """The prune filter `until` as Unix seconds (None when absent); unreadable or given twice is a 400
     (dockerd's words; it answers 500)."""

@@ -181,11 +181,7 @@ def prune_images(store: ImageStore, f: flt.Filters, dangling_only: bool) -> dict
         refs_of = store.references(image.id)
         if not refs_of and image.id in parents:
             continue
-        if until is not None and flt.created_after(str(image.document.get("created") or ""), until):
-            continue
-        labels = image.config.get("Labels") or {}
-        if ("label" in f and not flt.match_labels(labels, f["label"])) or (
-                "label!" in f and not flt.match_no_labels(labels, f["label!"])):
+        if not flt.prune_selects(f, until, image.config.get("Labels"), str(image.document.get("created") or "")):
             continue
         if refs_of:
             if dangling_only and any(r.is_tagged for r in refs_of):

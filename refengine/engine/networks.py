@@ -282,11 +282,7 @@ class NetworkStore:
         for net in list(self.networks.values()):
             if net.builtin or net.endpoints or self.in_use(net):
                 continue
-            if until is not None and flt.created_after(net.created, until):
-                continue
-            if "label" in f and not flt.match_labels(net.labels, f["label"]):
-                continue
-            if "label!" in f and not flt.match_no_labels(net.labels, f["label!"]):
+            if not flt.prune_selects(f, until, net.labels, net.created):
                 continue
             self.remove(net.id)
             deleted.append(net.name)

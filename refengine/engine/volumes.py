@@ -129,9 +129,7 @@ class VolumeStore:
         for vol in list(self.volumes.values()):
             if self.users(vol.name):
                 continue
-            if "label" in f and not flt.match_labels(vol.labels, f["label"]):
-                continue
-            if "label!" in f and not flt.match_no_labels(vol.labels, f["label!"]):
+            if not flt.prune_selects(f, None, vol.labels):  # no `until` for volumes (dockerd 20.10)
                 continue
             reclaimed += self.size(vol.name)
             self.remove(vol.name)

@@ -60,3 +60,13 @@ def test_created_after() -> None:
 def test_duration() -> None:
     assert flt.duration("1h30m") == 5400 and flt.duration("24h") == 86400
     assert flt.duration("2001-01-01") is None and flt.duration("") is None
+
+
+def test_prune_selects() -> None:
+    """The prunes' one reading of label, label! and until."""
+    f = {"label": ["a=1"], "label!": ["b"]}
+    assert flt.prune_selects(f, None, {"a": "1"})
+    assert not flt.prune_selects(f, None, {"a": "2"})
+    assert not flt.prune_selects(f, None, {"a": "1", "b": "x"})
+    assert flt.prune_selects({}, 978307200.0, None, "2000-01-01T00:00:00Z")
+    assert not flt.prune_selects({}, 978307200.0, None, "2001-01-01T00:00:01Z")

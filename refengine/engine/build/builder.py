@@ -38,6 +38,7 @@ from ...images.errors import InvalidArgument
 from ...images.importer import CHANGE_COMMANDS, apply_changes
 from ...images.store import Image
 from ...images.views import container_config
+from .. import filters as flt
 from ..containers.lifecycle import Lifecycle
 from ..containers.rootfs_files import extract, resolve
 from ..containers.store import ContainerStore
@@ -276,7 +277,7 @@ class Builder:
         if not hits:
             self.cache_busted = True
             return False
-        image = max(hits, key=lambda i: str(i.document.get("created") or ""))
+        image = max(hits, key=lambda i: flt.rfc3339(str(i.document.get("created") or "")) or 0.0)
         author = str(image.document.get("author") or "")
         stage.image_id = image.id
         stage.config = {**copy.deepcopy(dict(image.config)), **({"_author": author} if author else {})}

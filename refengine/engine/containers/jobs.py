@@ -243,11 +243,7 @@ def register(engine: Engine, store: ContainerStore, images: ImageLookup, runtime
         for c in store:
             if c.state.status not in ("created", "exited", "dead"):
                 continue
-            if "label" in f and not flt.match_labels(c.config.get("Labels"), f["label"]):
-                continue
-            if "label!" in f and not flt.match_no_labels(c.config.get("Labels"), f["label!"]):
-                continue
-            if until is not None and flt.created_after(c.created, until):
+            if not flt.prune_selects(f, until, c.config.get("Labels"), c.created):
                 continue
             reclaimed += runtime.size(c)[0]
             await runtime.cleanup(c)
